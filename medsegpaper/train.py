@@ -21,7 +21,7 @@ from fastai.data.core import DataLoaders
 from .core import check_choice, get_device
 
 # %% auto 0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'SchedPolyDecay', 'lr_schedule', 'make_learner', 'last_checkpoint', 'fit']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'SchedPolyDecay', 'lr_schedule', 'make_learner', 'last_checkpoint', 'fit', 'predict_masks']
 
 # %% ../nbs/08_train.ipynb
 OPTIMIZERS = {
@@ -84,3 +84,20 @@ def fit(learn: Learner, epochs: int, lr: float | None = None, schedule: str = 'p
     if schedule == 'onecycle': learn.fit_one_cycle(epochs, lr, start_epoch=start)
     else: learn.fit(epochs, lr, cbs=ParamScheduler({'lr': lr_schedule(schedule, lr, eta_min, power)}), start_epoch=start)
     return learn
+
+# %% ../nbs/08_train.ipynb
+@torch.no_grad()
+def predict_masks(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8) -> list[np.ndarray]:
+    "Integer masks, one per image at its own (H, W), from `model` applied to `tfm`-prepared images."
+    dev = get_device(device)
+    model = model.to(dev).eval()
+    masks = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        x = torch.stack([tfm(im, np.zeros(im.shape[-2:], np.int64))[0] for im in chunk]).to(dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
+            logits = model(x).float()
+        for im, lg in zip(chunk, logits):
+            full = F.interpolate(lg[None], size=tuple(im.shape[-2:]), mode='bilinear', align_corners=False)
+            masks.append(full[0].argmax(0).cpu().numpy().astype(np.int64))
+    return masks
