@@ -1,0 +1,62 @@
+"The main job end to end: papermill runs of nbs/train.ipynb with non-default parameters, bad input, repeatability."
+import os
+import pandas as pd
+import papermill as pm
+import pytest
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NB = REPO/'nbs'/'train.ipynb'
+TINY = dict(epochs=1, img_size=32, batch_size=4, width=4)
+
+
+def run_train(tmp_path, name='out', csv='scores.csv', **params):
+    results = tmp_path/csv
+    pm.execute_notebook(str(NB), str(tmp_path/f'{name}.ipynb'), parameters={'results': str(results), **params},
+                        cwd=str(REPO), progress_bar=False, kernel_name='python3')
+    return pd.read_csv(results)
+
+
+def test_non_default_parameters_land_in_the_row(tmp_path):
+    params = dict(TINY, model='timm_unet', encoder='resnet18', loss='focal', optimizer='sgd', schedule='poly',
+                  lr=0.01, flip='v', rotate=0.0, seed=3, device='cpu')
+    df = run_train(tmp_path, **params)
+    assert len(df) == 1
+    row = df.iloc[0]
+    for k, v in params.items():
+        if k != 'device': assert row[k] == v, (k, row[k], v)
+    assert row['device'] == 'cpu' and row['dataset'] == 'brain'
+    assert 0 <= row['dice_mean'] <= 1 and 0 <= row['accuracy'] <= 1
+    assert {'dice_grey_matter', 'dice_white_matter', 'hd95_mean', 'jaccard_mean', 'wall_s', 'git_commit'} <= set(df.columns)
+
+
+def test_unknown_choice_fails_with_the_valid_ones(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run_train(tmp_path, **TINY, optimizer='lbfgs')
+    assert "Unknown optimizer 'lbfgs'; valid choices: sgd, adam, adamw" in str(e.value)
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run_train(tmp_path, **TINY, model='segformer')
+    assert "valid choices: unet, timm_unet, attention_unet" in str(e.value)
+    assert not (tmp_path/'scores.csv').exists()
+
+
+def test_missing_dataset_names_path_layout_and_source(tmp_path):
+    empty = tmp_path/'empty_root'
+    empty.mkdir()
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        run_train(tmp_path, **TINY, dataset='acdc', data_root=str(empty))
+    msg = str(e.value)
+    assert str(empty/'ACDC') in msg, msg
+    assert 'patientXXX' in msg and 'http' in msg, msg
+
+
+def test_same_seed_same_metrics_on_cpu(tmp_path):
+    params = dict(TINY, epochs=2, seed=11, device='cpu', rotate=20.0, flip='hv')
+    a = run_train(tmp_path, 'a', 'a.csv', **params).iloc[0]
+    b = run_train(tmp_path, 'b', 'b.csv', **params).iloc[0]
+    metrics = [c for c in a.index if c.startswith(('dice_', 'jaccard_', 'hd95_')) or c == 'accuracy']
+    assert len(metrics) >= 7
+    assert a['run_id'] == b['run_id']
+    for m in metrics: assert a[m] == b[m], (m, a[m], b[m])
+    c = run_train(tmp_path, 'c', 'c.csv', **{**params, 'seed': 12}).iloc[0]
+    assert any(c[m] != a[m] for m in metrics)
