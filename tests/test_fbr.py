@@ -1,0 +1,144 @@
+"Study 003 (context vs foreground ratio): data generator, sampler, sliding window, end-to-end papermill runs."
+import json
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from medsegpaper.fbr import (PatchSampler, expand_protocol, fbr_volumes, notebook_defaults, radius_range,
+                             record_context_vs_fbr, run_protocol, sliding_window_logits, synthetic3d_folder,
+                             volume_metrics, write_synthetic3d, RUN_KEYS)
+from medsegpaper.datasets import Volume, load_3d, write_msd_sample
+from medsegpaper.io import read_nifti
+
+REPO = Path(__file__).resolve().parents[1]
+NB = REPO/"nbs"/"context_vs_fbr.ipynb"
+
+
+@pytest.fixture(scope='module')
+def spheres(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('spheres')/'set'
+    write_synthetic3d(folder, volume_size=40, n_train=30, n_val=10, n_test=40, seed=3)
+    return folder, json.loads((folder/'dataset.json').read_text())
+
+
+@pytest.mark.parametrize('part,split', [('training', 'train'), ('test', 'test')])
+def test_generator_radii_cover_range_and_spheres_inside(spheres, part, split):
+    folder, meta = spheres
+    lo, hi = radius_range(split, 40)
+    radii = [e['radius'] for e in meta[part]]
+    assert min(radii) >= lo and max(radii) <= hi
+    assert max(radii) - min(radii) >= (hi - lo) // 2  # spread over the range, not a constant
+    for e in meta[part][:8]:
+        label = read_nifti(folder/e['label'])[0]
+        zz, yy, xx = np.nonzero(label)
+        for axis, c in zip((zz, yy, xx), e['centre']):
+            assert (axis.min(), axis.max()) == (c - e['radius'], c + e['radius'])
+            assert 0 <= axis.min() and axis.max() < 40
+
+
+def test_generator_label_and_intensity_rule(spheres):
+    folder, meta = spheres
+    for e in meta['test'][:8]:
+        image, affine = read_nifti(folder/e['image'])
+        label = read_nifti(folder/e['label'])[0]
+        np.testing.assert_array_equal(affine, np.eye(4))
+        grid = np.indices(label.shape) - np.array(e['centre'])[:, None, None, None]
+        np.testing.assert_array_equal(label, ((grid ** 2).sum(0) <= e['radius'] ** 2).astype(label.dtype))
+        assert image.dtype == np.float32 and image.min() == 0 and image.max() == 1
+        assert (image[label == 1] == 1).all()
+        assert 0.4 < image[label == 0].mean() < 0.6
+
+
+def test_generator_is_seeded_and_test_stream_independent(tmp_path):
+    a = load_3d('synthetic3d', 'train', tmp_path, volume_size=24, n_train=2, n_val=1, n_test=2, seed=5)
+    b = load_3d('synthetic3d', 'train', tmp_path, volume_size=24, n_train=2, n_val=1, n_test=5, seed=5)
+    c = load_3d('synthetic3d', 'train', tmp_path, volume_size=24, n_train=2, n_val=1, n_test=2, seed=6)
+    np.testing.assert_array_equal(a[0].image, b[0].image)
+    assert not np.array_equal(a[0].image, c[0].image)
+    assert (synthetic3d_folder(tmp_path, 24, 2, 1, 2, 5)/'dataset.json').exists()
+
+
+@pytest.mark.parametrize('pos,neg', [(1, 1), (1, 3)])
+def test_sampler_foreground_probability(pos, neg):
+    label = np.zeros((48, 48, 48), np.int64); label[22:26, 22:26, 22:26] = 1
+    vol = Volume(np.zeros((1, 48, 48, 48), np.float32), label, (1, 1, 1), 'blob')
+    sampler = PatchSampler(8, num_samples=4, pos=pos, neg=neg, seed=1)
+    for _ in range(300): sampler(vol)
+    assert len(sampler.drawn) == 1200
+    has_fg = np.mean([d['fg_ratio'] > 0 for d in sampler.drawn])
+    assert abs(has_fg - pos / (pos + neg)) < 0.05
+
+
+def test_sliding_window_identity_reconstructs_volume():
+    x = torch.rand(2, 37, 29, 50)
+    out = sliding_window_logits(torch.nn.Identity(), x, 16)
+    assert out.shape == (1, 2, 37, 29, 50)
+    torch.testing.assert_close(out[0], x, atol=1e-5, rtol=0)
+
+
+def test_volume_metrics_match_medpy():
+    from medpy.metric.binary import dc, hd
+    rng = np.random.default_rng(0)
+    gt = np.zeros((24, 24, 24), np.int64); gt[4:15, 6:18, 5:12] = 1
+    pred = gt.copy(); pred[rng.random(gt.shape) < 0.02] ^= 1
+    m = volume_metrics(pred, gt)
+    assert m['dsc'] == pytest.approx(dc(pred, gt))
+    assert m['hausdorff'] == pytest.approx(hd(pred, gt))
+    assert m['abs_diff'] == pytest.approx(np.abs(pred - gt).sum() / gt.sum())
+
+
+def test_protocol_yamls_expand_to_valid_runs():
+    defaults = notebook_defaults(NB)
+    assert set(RUN_KEYS) <= set(defaults)
+    for name, n in (('fbr_cpu', None), ('fbr_full', 45)):
+        nb, runs = expand_protocol(REPO/'nbs'/'protocols'/f'{name}.yaml')
+        assert nb == 'nbs/context_vs_fbr.ipynb'
+        assert set(r['model'] for r in runs) == {'unet', 'attention_unet', 'unetr'}
+        if n: assert len(runs) == n
+        for r in runs:
+            assert set(r) <= set(defaults)
+            assert r['patch_size'] % 16 == 0 and r['patch_size'] <= r.get('volume_size', defaults['volume_size'])
+
+
+def test_papermill_run_writes_rows_and_protocol_skips_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    res, pat = tmp_path/'r.csv', tmp_path/'p.csv'
+    params = dict(patch_size=32, volume_size=32, epochs=1, n_train=2, n_val=1, n_test=3, run=2, seed=4,
+                  results=str(res), patches_results=str(pat), data_dir=str(tmp_path/'data'))
+    proto = tmp_path/'proto.yaml'
+    proto.write_text(json.dumps({'notebook': 'nbs/context_vs_fbr.ipynb', 'parameters': params, 'grid': {'model': ['unet']}}))
+    assert len(run_protocol(proto, out_dir=tmp_path/'runs')) == 1
+    rows = pd.read_csv(res)
+    assert len(rows) == 3 and rows.run_id.nunique() == 1
+    assert rows.filename.tolist() == ['sphere_000', 'sphere_001', 'sphere_002']
+    assert (rows[['model', 'patch_size', 'volume_size', 'run', 'seed']].iloc[0].tolist() == ['unet', 32, 32, 2, 4])
+    assert rows[['dsc', 'abs_diff', 'fg_ratio', 'valid_dice']].notna().all().all() and rows.dsc.between(0, 1).all()
+    assert (rows.best_epoch == 0).all()  # one epoch: validated once, at its end
+    patches = pd.read_csv(pat)
+    assert len(patches) == 2 * 4 and (patches.run_id == rows.run_id[0]).all()
+    assert patches.fg_ratio.between(0, 1).all() and (patches.patch_size == 32).all()
+    assert run_protocol(proto, out_dir=tmp_path/'runs') == []  # already done: skipped
+
+
+def test_papermill_bad_model_fails_listing_choices(tmp_path, monkeypatch):
+    import papermill as pm
+    monkeypatch.chdir(REPO)
+    with pytest.raises(pm.PapermillExecutionError, match='valid choices: unet, attention_unet, unetr'):
+        pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=dict(model='vnet', results=str(tmp_path/'r.csv')),
+                            kernel_name='python3', progress_bar=False)
+    assert not (tmp_path/'r.csv').exists()
+
+
+def test_spleen_run_on_msd_sample(tmp_path):
+    write_msd_sample(tmp_path)
+    res, pat = tmp_path/'r.csv', tmp_path/'p.csv'
+    params = dict(dataset='spleen', model='unet', patch_size=16, epochs=1, lr=1e-4, volume_size=96, n_train=2, n_val=1, n_test=3,
+                  run=1, seed=0)
+    out = record_context_vs_fbr(params, res, pat, 'cpu', tmp_path)
+    tests = fbr_volumes('spleen', 'test', tmp_path, n_test=3)
+    rows = pd.read_csv(res)
+    assert rows.filename.tolist() == [v.name for v in tests] == ['spleen_38', 'spleen_39', 'spleen_4']  # sorted by path; test = after the first 26 + 5
+    np.testing.assert_allclose(rows.fg_ratio, [v.label.mean() for v in tests])
+    assert all(v.spacing == (2., 1.5, 1.5) and 0 <= v.image.min() and v.image.max() <= 1 for v in tests)
+    assert len(pd.read_csv(pat)) == 2 * 4 and (rows.run_id == out['run_id']).all()
