@@ -4,16 +4,16 @@
 
 # %% ../nbs/08_train.ipynb 2
 from __future__ import annotations
-import re, tempfile
+import os, re
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from fastai.learner import Learner
+from fastai.callback.core import Callback
 from fastai.optimizer import SGD, Adam
 from fastai.callback.schedule import ParamScheduler, SchedCos, SchedNo
-from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.progress import ProgressCallback
@@ -21,7 +21,8 @@ from fastai.data.core import DataLoaders
 from .core import check_choice, get_device
 
 # %% auto 0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'SchedPolyDecay', 'lr_schedule', 'make_learner', 'last_checkpoint', 'fit', 'predict_masks']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'SchedPolyDecay', 'lr_schedule', 'EpochCheckpoint', 'make_learner', 'last_checkpoint',
+           'fit', 'predict_masks']
 
 # %% ../nbs/08_train.ipynb
 OPTIMIZERS = {
@@ -46,6 +47,16 @@ def lr_schedule(schedule: str, lr: float, eta_min: float = 0., power: float = 0.
     return SchedNo(lr, lr)
 
 # %% ../nbs/08_train.ipynb
+class EpochCheckpoint(Callback):
+    "Save weights and optimiser state as `epoch_<n>.pth` after each trained epoch, atomically."
+    def before_epoch(self): self.skipped = False
+    def after_cancel_epoch(self): self.skipped = True
+    def after_epoch(self):
+        if self.skipped: return
+        tmp = self.learn.save(f'.epoch_{self.epoch}.tmp', with_opt=True)
+        os.replace(tmp, tmp.with_name(f'epoch_{self.epoch}.pth'))
+
+# %% ../nbs/08_train.ipynb
 def make_learner(dls: DataLoaders, model: torch.nn.Module, loss_func, optimizer: str = 'adam',
                  lr: float = 1e-3, weight_decay: float = 0., device='cpu', checkpoint_dir=None,
                  metrics=(), cbs=(), spatial_dims: int = 2, progress: bool = True) -> Learner:
@@ -53,14 +64,12 @@ def make_learner(dls: DataLoaders, model: torch.nn.Module, loss_func, optimizer:
     check_choice('optimizer', optimizer, OPTIMIZERS)
     dev = get_device(device)
     dls.to(dev)
-    path = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix='medsegpaper-'))
-    cbs = list(cbs)
-    if checkpoint_dir: cbs.append(SaveModelCallback(every_epoch=True, fname='epoch', with_opt=True))
+    cbs = list(cbs) + ([EpochCheckpoint()] if checkpoint_dir else [])
     if dev.type == 'cuda':
         cbs.append(MixedPrecision(amp_mode=AMPMode.BF16))
         if spatial_dims == 2: cbs.append(ChannelsLast())
     learn = Learner(dls, model.to(dev), loss_func=loss_func, opt_func=OPTIMIZERS[optimizer], lr=lr,
-                    wd=weight_decay, wd_bn_bias=True, metrics=list(metrics), cbs=cbs, path=path, model_dir='.')
+                    wd=weight_decay, wd_bn_bias=True, metrics=list(metrics), cbs=cbs, path=Path(checkpoint_dir or '.'), model_dir='.')
     if not progress: learn.remove_cb(ProgressCallback)
     return learn
 
