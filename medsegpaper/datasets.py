@@ -310,14 +310,14 @@ def load_volumes(pairs, n_classes, root=None, cache=True, **opts) -> list[Volume
     return vols
 
 def volume_slices(vols: list[Volume], classes: list, only_foreground: bool = False, channels: int | None = None) -> SegDataset2D:
-    "Every slice along D of `vols` (only those with foreground if asked) as a `SegDataset2D`."
+    "Every slice along D of `vols` (only those with foreground if asked) as a `SegDataset2D` of contiguous views."
     imgs, lbls, names = [], [], []
     for v in vols:
-        for d in range(v.label.shape[0]):
-            if only_foreground and not v.label[d].any(): continue
-            img = v.image[:, d]
-            imgs.append(np.repeat(img, channels, 0) if channels and channels != img.shape[0] else img.copy())
-            lbls.append(v.label[d].copy()); names.append(f'{v.name}_z{d:03d}')
+        keep = np.flatnonzero(v.label.reshape(len(v.label), -1).any(1)) if only_foreground else np.arange(len(v.label))
+        img, lbl = (v.image, v.label) if len(keep) == len(v.label) else (v.image[:, keep], v.label[keep])
+        if channels and channels != img.shape[0]: img = np.repeat(img, channels, 0)
+        stack = np.ascontiguousarray(img.transpose(1, 0, 2, 3))  # (D,C,H,W): a no-op for one channel
+        imgs += list(stack); lbls += list(lbl); names += [f'{v.name}_z{d:03d}' for d in keep]
     return SegDataset2D(imgs, lbls, list(classes), names)
 
 # %% ../nbs/03_datasets.ipynb
@@ -351,7 +351,8 @@ def _acdc_patients(split, root, valid, seed):
 def _acdc_3d(split, root, phases=('ED', 'ES'), valid='test', seed=0, channels=1, spacing=None, cache=True):
     pairs = [f for p in _acdc_patients(split, root, valid, seed) for f in acdc_frames(p, phases)]
     vols = load_volumes(pairs, len(ACDC_CLASSES), root, cache, spacing=spacing)
-    for v in vols: v.image = np.repeat(v.image, channels, 0)
+    for v in vols:
+        if channels != v.image.shape[0]: v.image = np.repeat(v.image, channels, 0)
     return vols
 
 def _acdc_2d(split, root, only_foreground=False, channels=1, **kw):
