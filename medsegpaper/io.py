@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_io.ipynb 2
 from __future__ import annotations
-import os, json, hashlib, shutil, time
+import os, json, functools, hashlib, shutil, time
 from pathlib import Path
 import numpy as np
 import nibabel as nib
@@ -163,13 +163,20 @@ def cache_dir(root=None) -> Path:
     "Folder of the disk cache: env `MEDSEGPAPER_CACHE`, else `<data root>/.cache`."
     return Path(os.environ['MEDSEGPAPER_CACHE']) if os.environ.get('MEDSEGPAPER_CACHE') else data_root(root)/'.cache'
 
+@functools.lru_cache(maxsize=None)
+def _code_version() -> str:
+    "Hash of the reader code (`io.py`, `datasets.py`): any change to a reader invalidates the arrays it cached."
+    import medsegpaper
+    pkg = Path(medsegpaper.__file__).parent
+    return hashlib.sha1(b''.join((pkg/f).read_bytes() for f in ('io.py', 'datasets.py') if (pkg/f).exists())).hexdigest()[:12]
+
 def cache_key(sources, params: dict) -> str:
-    "Hex key from the (path, size, mtime) of each source file (missing: None) and the `params`."
+    "Hex key from the (path, size, mtime) of each source file (missing: None), the `params` and the reader code."
     def _id(p):
         p = Path(p).resolve()
         return (str(p), (st := p.stat()).st_size, st.st_mtime_ns) if p.exists() else (str(p), None, None)
     ids = [_id(p) for p in sources]
-    return hashlib.sha1(json.dumps([ids, params], sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return hashlib.sha1(json.dumps([ids, params, _code_version()], sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 def cached(fn, sources, params: dict, folder=None) -> tuple[np.ndarray, ...]:
     "`fn(**params)` (a tuple of arrays), read from the cache `folder` if an entry for `sources`+`params` exists."

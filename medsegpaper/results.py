@@ -41,7 +41,7 @@ def run_id(params: dict) -> str:
 
 # %% ../nbs/01_results.ipynb
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
-    "HEAD commit of the git checkout tracking `path` (default: this package), else `None`."
+    "HEAD commit of the git checkout tracking `path` (default: this package), `+dirty` if it has uncommitted changes; else `None`."
     import medsegpaper
     path = Path(path or Path(medsegpaper.__file__).parent).resolve()
     folder, name = (path, '.') if path.is_dir() else (path.parent, path.name)
@@ -49,9 +49,10 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
         return subprocess.run(['git', '-C', str(folder), *args], capture_output=True, text=True, timeout=30)
     try:
         if git('ls-files', '--error-unmatch', name).returncode != 0: return None
-        out = git('rev-parse', 'HEAD')
+        out, status = git('rev-parse', 'HEAD'), git('status', '--porcelain', '--untracked-files=no', '--', name)
     except (OSError, subprocess.SubprocessError): return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    if out.returncode != 0: return None
+    return out.stdout.strip() + ('+dirty' if status.stdout.strip() else '')
 
 def provenance(device='auto') -> dict:
     "Package version, git commit, torch version and (resolved) device of this process."

@@ -180,7 +180,7 @@ def _check_pair(train, valid):
     ct, cv = train.images[0].shape[0], valid.images[0].shape[0]
     if ct != cv: raise ValueError(f"train images have {ct} channels, valid images {cv}")
 
-def seg_dataloaders(train, valid, img_size=128, crop=None, flip=True, rotate=0., jitter=0., normalize='none',
+def seg_dataloaders(train, valid, *, img_size=128, crop=None, flip=True, rotate=0., jitter=0., normalize='none',
                     batch_size=8, seed=0, device='cpu', num_workers=0, crop_max_ratio=1., label_resize='nearest') -> DataLoaders:
     "fastai `DataLoaders` of `(x (B,C,H,W) float32, y (B,H,W) int64)`: `train` shuffled and augmented, `valid` resized only."
     _check_pair(train, valid)
