@@ -15,22 +15,25 @@ import torch.nn.functional as F
 import nilearn
 from PIL import Image
 
+from filelock import FileLock
+
 from .core import check_choice, data_root
 from .io import *
 
 # %% auto 0
-__all__ = ['SPLITS', 'DATASETS', 'SPLIT_PATTERN', 'BRAIN_CLASSES', 'SHAPES', 'SYNTHETIC_SIZES', 'ACDC_CLASSES', 'COVID_CLASSES',
-           'AV_CLASSES', 'AV_COLOURS', 'IMAGE_SUFFIXES', 'AV_SAMPLE_FORMATS', 'OCT_CLASSES', 'IDRID_LESIONS',
-           'SegDataset2D', 'Volume', 'DatasetSpec', 'register_dataset', 'load_2d', 'load_3d', 'load_items',
-           'block_split', 'pad_square', 'resize_stack', 'brain_files', 'brain_arrays', 'brain_labels', 'brain_slices',
-           'synthetic_shapes', 'synthetic_classes', 'dataset_dir', 'split_items', 'to_dhw', 'resample',
-           'scale_intensity', 'preprocess_volume', 'read_volume', 'load_volumes', 'volume_slices', 'read_info_cfg',
-           'acdc_frames', 'write_acdc_sample', 'msd_info', 'msd_classes', 'write_msd_sample', 'find_path',
-           'covid_arrays', 'write_covid_qu_sample', 'file_key', 'image_files', 'av_labels', 'read_label_image',
-           'resize_sample', 'read_av_sample', 'av_files', 'write_av_sample', 'oct_frames', 'write_oct_dme_sample',
-           'idrid_files', 'read_idrid_sample', 'tiles', 'write_idrid_sample', 'ImageNetNpy', 'write_imagenet_sample',
-           'totalseg_structures', 'read_totalseg_case', 'write_totalsegmentator_sample', 'check_dataset',
-           'layouts_markdown', 'data_cli']
+__all__ = ['SPLITS', 'DATASETS', 'SPLIT_PATTERN', 'BRAIN_CLASSES', 'SHAPES', 'SYNTHETIC_SIZES', 'ACDC_CLASSES', 'SPHERE_SIZE',
+           'SPHERE_RADII', 'COVID_CLASSES', 'AV_CLASSES', 'AV_COLOURS', 'IMAGE_SUFFIXES', 'AV_SAMPLE_FORMATS',
+           'OCT_CLASSES', 'IDRID_LESIONS', 'SegDataset2D', 'Volume', 'DatasetSpec', 'register_dataset', 'load_2d',
+           'load_3d', 'load_items', 'block_split', 'pad_square', 'resize_stack', 'brain_files', 'brain_arrays',
+           'brain_labels', 'brain_slices', 'synthetic_shapes', 'synthetic_classes', 'dataset_dir', 'split_items',
+           'to_dhw', 'resample', 'scale_intensity', 'preprocess_volume', 'read_volume', 'load_volumes', 'volume_slices',
+           'read_info_cfg', 'acdc_frames', 'write_acdc_sample', 'msd_info', 'msd_classes', 'write_msd_sample',
+           'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder', 'write_synthetic3d',
+           'read_msd_pairs', 'find_path', 'covid_arrays', 'write_covid_qu_sample', 'file_key', 'image_files',
+           'av_labels', 'read_label_image', 'resize_sample', 'read_av_sample', 'av_files', 'write_av_sample',
+           'oct_frames', 'write_oct_dme_sample', 'idrid_files', 'read_idrid_sample', 'tiles', 'write_idrid_sample',
+           'ImageNetNpy', 'write_imagenet_sample', 'totalseg_structures', 'read_totalseg_case',
+           'write_totalsegmentator_sample', 'check_dataset', 'layouts_markdown', 'data_cli']
 
 # %% ../nbs/03_datasets.ipynb
 @dataclass
@@ -436,6 +439,87 @@ def write_msd_sample(dest, task: str = 'Task09_Spleen', n: int = 41, n_test: int
 register_dataset('msd', load_2d=_msd_2d, load_3d=_msd_3d, write_sample=write_msd_sample, folders=('Task09_Spleen',),
                  layout='TaskXX_Name/{dataset.json, imagesTr/*.nii.gz, labelsTr/*.nii.gz, imagesTs/*.nii.gz} (task= picks the folder)',
                  url='http://medicaldecathlon.com/')
+
+# %% ../nbs/03_datasets.ipynb
+SPHERE_SIZE = 96
+SPHERE_RADII = {'train': (25, 34), 'valid': (25, 34), 'test': (5, 47)}
+
+def radius_range(split: str, volume_size: int = SPHERE_SIZE) -> tuple[int, int]:
+    "Inclusive sphere radius range of `split` for a `volume_size`^3 volume (scaled from 96^3)."
+    lo, hi = SPHERE_RADII[check_choice('split', split, SPHERE_RADII)]
+    top = (volume_size - 1) // 2
+    if top < 1: raise ValueError(f"volume_size={volume_size} is too small for a sphere; use at least 3")
+    scale = lambda r: min(top, max(1, int(r * volume_size / SPHERE_SIZE + 0.5)))
+    return scale(lo), scale(hi)
+
+# %% ../nbs/03_datasets.ipynb
+def sphere_volume(size: int, radius: int, centre, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    "Image (float32) and label (int64) of one noisy `size`^3 cube holding a sphere of `radius` at `centre`."
+    grid = np.ogrid[tuple(slice(-c, size - c) for c in centre)]
+    inside = sum(g * g for g in grid) <= radius * radius
+    image = np.where(inside, rng.random() * 0.5 + 0.5, 0.)
+    image = np.maximum(image, rng.uniform(0, 0.8, size=(size,) * 3))
+    image = (image - image.min()) / (image.max() - image.min())
+    image[inside] = 1.
+    return image.astype(np.float32), inside.astype(np.int64)
+
+def random_sphere(size: int, radii: tuple[int, int], rng: np.random.Generator):
+    "A `sphere_volume` with a radius uniform in `radii` (inclusive) and a centre keeping it inside; also radius and centre."
+    r = int(rng.integers(radii[0], radii[1] + 1))
+    centre = tuple(int(c) for c in rng.integers(r, size - r, size=3))
+    return (*sphere_volume(size, r, centre, rng), r, centre)
+
+# %% ../nbs/03_datasets.ipynb
+def synthetic3d_folder(root, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_test=100, seed=0) -> Path:
+    "Folder of the synthetic sphere set with these parameters under data root `root`."
+    return Path(root)/'synthetic3d'/f'size{volume_size}_train{n_train}_val{n_val}_test{n_test}_seed{seed}'
+
+def write_synthetic3d(folder, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_test=100, seed=0) -> Path:
+    "Write the sphere set to `folder` in the Decathlon layout; returns the path of its `dataset.json`."
+    folder = Path(folder)
+    entries = {}
+    for part, n, radii, stream in (('Tr', n_train + n_val, radius_range('train', volume_size), 0),
+                                   ('Ts', n_test, radius_range('test', volume_size), 1)):
+        rng, entries[part] = np.random.default_rng([seed, stream]), []
+        for i in range(n):
+            image, label, r, c = random_sphere(volume_size, radii, rng)
+            name = f'sphere_{i:03d}.nii.gz'
+            write_nifti(folder/f'images{part}'/name, image)
+            write_nifti(folder/f'labels{part}'/name, label.astype(np.uint8))
+            entries[part].append({'image': f'./images{part}/{name}', 'label': f'./labels{part}/{name}',
+                                  'radius': r, 'centre': list(c)})
+    meta = {'name': 'synthetic3d', 'description': 'one noisy sphere per volume (study 003)',
+            'tensorImageSize': '3D', 'modality': {'0': 'synthetic'}, 'labels': {'0': 'background', '1': 'sphere'},
+            'volume_size': volume_size, 'n_train': n_train, 'n_val': n_val, 'seed': seed,
+            'numTraining': len(entries['Tr']), 'numTest': len(entries['Ts']),
+            'training': entries['Tr'], 'test': entries['Ts']}
+    tmp = folder/f'dataset.json.tmp{os.getpid()}'
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, folder/'dataset.json')
+    return folder/'dataset.json'
+
+# %% ../nbs/03_datasets.ipynb
+def read_msd_pairs(folder, entries, n_classes: int) -> list[Volume]:
+    "Checked `Volume`s of Decathlon `dataset.json` `entries` (dicts with image and label paths) under `folder`, axes as stored."
+    vols = []
+    for e in entries:
+        image, label, affine = read_nifti_pair(Path(folder)/e['image'], Path(folder)/e['label'], n_classes)
+        vols.append(Volume(image[None], label, spacing_from_affine(affine), Path(e['image']).name.split('.')[0]))
+    return vols
+
+def _synthetic3d(split, root, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_test=100, seed=0) -> list[Volume]:
+    folder = synthetic3d_folder(root, volume_size, n_train, n_val, n_test, seed)
+    if not (folder/'dataset.json').is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder) + '.lock'):
+            if not (folder/'dataset.json').is_file(): write_synthetic3d(folder, volume_size, n_train, n_val, n_test, seed)
+    info = msd_info(folder)
+    if 'test' not in info: raise DataError(folder/'dataset.json', "no 'test' entry")
+    entries = {'train': info['training'][:n_train], 'valid': info['training'][n_train:], 'test': info['test']}[split]
+    return read_msd_pairs(folder, entries, len(msd_classes(info)))
+
+register_dataset('synthetic3d', load_3d=_synthetic3d,
+                 layout='generated: synthetic3d/size{S}_train{n}_val{n}_test{n}_seed{s}/{imagesTr,labelsTr,imagesTs,labelsTs}/sphere_NNN.nii.gz + dataset.json')
 
 # %% ../nbs/03_datasets.ipynb
 COVID_CLASSES = ['background', 'infection']

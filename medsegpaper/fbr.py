@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_fbr.ipynb 2
 from __future__ import annotations
-import ast, copy, itertools, json, os
+import ast, copy, itertools, os
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -12,111 +12,35 @@ import torch
 import papermill as pm
 import plotly.graph_objects as go
 import yaml
-from filelock import FileLock
 from fastai.callback.core import Callback, CancelValidException
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from plotly.subplots import make_subplots
 from monai.inferers import sliding_window_inference
 from monai.transforms import RandCropByPosNegLabel, SpatialPad
-from monai.transforms.utils import generate_spatial_bounding_box
+from monai.transforms.utils import generate_spatial_bounding_box, map_binary_to_indices
 from .core import check_choice, get_device, seed_everything
-from .io import read_nifti, write_nifti, spacing_from_affine
-from .datasets import Volume, load_3d, register_dataset
+from .datasets import Volume, load_3d
 from .results import ResultsTable, run_id, track_run
-from .metrics import binary_counts, dice, hausdorff
+from .metrics import abs_diff, binary_counts, dice, hausdorff
 from .models import get_model
 from .losses import get_loss
 from .train import make_learner, fit
 
 # %% auto 0
-__all__ = ['SPHERE_SIZE', 'SPHERE_RADII', 'FBR_MODELS', 'FBR_DATASETS', 'RUN_KEYS', 'SPLEEN', 'GROUP', 'radius_range',
-           'sphere_volume', 'random_sphere', 'synthetic3d_folder', 'write_synthetic3d', 'read_msd_pairs',
-           'PatchSampler', 'PatchDataset', 'cat_patches', 'volume_items', 'patch_dataloaders', 'sliding_window_logits',
-           'predict_volume', 'volume_metrics', 'BestValidDice', 'check_patch_size', 'fbr_model', 'train_fbr',
-           'run_params', 'crop_nonzero', 'fbr_volumes', 'context_vs_fbr', 'record_context_vs_fbr', 'training_ranges',
-           'mark_within', 'within_outside', 'mean_sd', 'plot_fbr_violins', 'plot_hd_vs_fbr', 'expand_protocol',
-           'notebook_defaults', 'run_protocol']
+__all__ = ['FBR_MODELS', 'FBR_DATASETS', 'RUN_KEYS', 'SPLEEN', 'CONFIG_KEYS', 'PatchSampler', 'PatchDataset', 'cat_patches',
+           'volume_items', 'patch_dataloaders', 'sliding_window_logits', 'predict_volume', 'volume_metrics',
+           'BestValidDice', 'check_patch_size', 'fbr_model', 'train_fbr', 'run_params', 'crop_nonzero', 'fbr_volumes',
+           'context_vs_fbr', 'record_context_vs_fbr', 'training_ranges', 'mark_within', 'within_outside', 'mean_sd',
+           'check_one_config', 'config_text', 'plot_fbr_violins', 'plot_hd_vs_fbr', 'expand_protocol',
+           'notebook_defaults', 'run_protocol', 'SPHERE_SIZE', 'SPHERE_RADII', 'radius_range', 'sphere_volume',
+           'random_sphere', 'synthetic3d_folder', 'write_synthetic3d', 'read_msd_pairs']
 
 # %% ../nbs/12_fbr.ipynb
-SPHERE_SIZE = 96
-SPHERE_RADII = {'train': (25, 34), 'valid': (25, 34), 'test': (5, 47)}
-
-def radius_range(split: str, volume_size: int = SPHERE_SIZE) -> tuple[int, int]:
-    "Inclusive sphere radius range of `split` for a `volume_size`^3 volume (scaled from 96^3)."
-    lo, hi = SPHERE_RADII[check_choice('split', split, SPHERE_RADII)]
-    top = (volume_size - 1) // 2
-    if top < 1: raise ValueError(f"volume_size={volume_size} is too small for a sphere; use at least 3")
-    scale = lambda r: min(top, max(1, int(r * volume_size / SPHERE_SIZE + 0.5)))
-    return scale(lo), scale(hi)
-
-# %% ../nbs/12_fbr.ipynb
-def sphere_volume(size: int, radius: int, centre, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    "Image (float32) and label (int64) of one noisy `size`^3 cube holding a sphere of `radius` at `centre`."
-    grid = np.ogrid[tuple(slice(-c, size - c) for c in centre)]
-    inside = sum(g * g for g in grid) <= radius * radius
-    image = np.where(inside, rng.random() * 0.5 + 0.5, 0.)
-    image = np.maximum(image, rng.uniform(0, 0.8, size=(size,) * 3))
-    image = (image - image.min()) / (image.max() - image.min())
-    image[inside] = 1.
-    return image.astype(np.float32), inside.astype(np.int64)
-
-def random_sphere(size: int, radii: tuple[int, int], rng: np.random.Generator):
-    "A `sphere_volume` with a radius uniform in `radii` (inclusive) and a centre keeping it inside; also radius and centre."
-    r = int(rng.integers(radii[0], radii[1] + 1))
-    centre = tuple(int(c) for c in rng.integers(r, size - r, size=3))
-    return (*sphere_volume(size, r, centre, rng), r, centre)
-
-# %% ../nbs/12_fbr.ipynb
-def synthetic3d_folder(root, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_test=100, seed=0) -> Path:
-    "Folder of the synthetic sphere set with these parameters under data root `root`."
-    return Path(root)/'synthetic3d'/f'size{volume_size}_train{n_train}_val{n_val}_test{n_test}_seed{seed}'
-
-def write_synthetic3d(folder, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_test=100, seed=0) -> Path:
-    "Write the sphere set to `folder` in the Decathlon layout; returns the path of its `dataset.json`."
-    folder = Path(folder)
-    entries = {}
-    for part, n, radii, stream in (('Tr', n_train + n_val, radius_range('train', volume_size), 0),
-                                   ('Ts', n_test, radius_range('test', volume_size), 1)):
-        rng, entries[part] = np.random.default_rng([seed, stream]), []
-        for i in range(n):
-            image, label, r, c = random_sphere(volume_size, radii, rng)
-            name = f'sphere_{i:03d}.nii.gz'
-            write_nifti(folder/f'images{part}'/name, image)
-            write_nifti(folder/f'labels{part}'/name, label.astype(np.uint8))
-            entries[part].append({'image': f'./images{part}/{name}', 'label': f'./labels{part}/{name}',
-                                  'radius': r, 'centre': list(c)})
-    meta = {'name': 'synthetic3d', 'description': 'one noisy sphere per volume (study 003)',
-            'tensorImageSize': '3D', 'modality': {'0': 'synthetic'}, 'labels': {'0': 'background', '1': 'sphere'},
-            'volume_size': volume_size, 'n_train': n_train, 'n_val': n_val, 'seed': seed,
-            'numTraining': len(entries['Tr']), 'numTest': len(entries['Ts']),
-            'training': entries['Tr'], 'test': entries['Ts']}
-    (folder/'dataset.json').write_text(json.dumps(meta, indent=1))
-    return folder/'dataset.json'
-
-# %% ../nbs/12_fbr.ipynb
-def read_msd_pairs(folder, entries) -> list[Volume]:
-    "The `Volume`s of Decathlon `dataset.json` `entries` (dicts with image and label paths) under `folder`."
-    vols = []
-    for e in entries:
-        image, affine = read_nifti(Path(folder)/e['image'], np.float32)
-        label = read_nifti(Path(folder)/e['label'], np.int64)[0]
-        vols.append(Volume(image[None], label, spacing_from_affine(affine), Path(e['image']).name.split('.')[0]))
-    return vols
-
-def _synthetic3d(split, root, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_test=100, seed=0) -> list[Volume]:
-    folder = synthetic3d_folder(root, volume_size, n_train, n_val, n_test, seed)
-    meta = folder/'dataset.json'
-    if not meta.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder) + '.lock'):
-            if not meta.exists(): write_synthetic3d(folder, volume_size, n_train, n_val, n_test, seed)
-    meta = json.loads(meta.read_text())
-    entries = {'train': meta['training'][:n_train], 'valid': meta['training'][n_train:], 'test': meta['test']}[split]
-    return read_msd_pairs(folder, entries)
-
-register_dataset('synthetic3d', load_3d=_synthetic3d,
-                 layout='generated: synthetic3d/size{S}_train{n}_val{n}_test{n}_seed{s}/{imagesTr,labelsTr,imagesTs,labelsTs}/sphere_NNN.nii.gz + dataset.json')
+from .datasets import (SPHERE_SIZE, SPHERE_RADII, radius_range, sphere_volume, random_sphere,
+                                  synthetic3d_folder, write_synthetic3d, read_msd_pairs)
+_all_ = ['SPHERE_SIZE', 'SPHERE_RADII', 'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder',
+         'write_synthetic3d', 'read_msd_pairs']
 
 # %% ../nbs/12_fbr.ipynb
 class PatchSampler:
@@ -128,20 +52,29 @@ class PatchSampler:
         self.crop.set_random_state(seed)
         self.drawn = []
 
-    def __call__(self, vol: Volume) -> tuple[torch.Tensor, torch.Tensor]:
-        "Patches of `vol`: images (n,C,P,P,P) float32 and labels (n,P,P,P) int64."
+    def prepare(self, vol: Volume) -> tuple:
+        "What every draw from `vol` needs: name, image and label stacked and padded to the patch, foreground and background voxel indices."
         both = self.pad(np.concatenate([vol.image, vol.label[None].astype(np.float32)]))
-        patches = torch.stack([p.as_tensor() for p in self.crop(both, label=both[-1:])])
+        return (vol.name, both.as_tensor(), *map_binary_to_indices(both[-1:]))
+
+    def draw(self, prepared: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        "Patches of a `prepare`d volume: images (n,C,P,P,P) float32 and labels (n,P,P,P) int64."
+        name, both, fg, bg = prepared
+        patches = torch.stack([p.as_tensor() for p in self.crop(both, label=both[-1:], fg_indices=fg, bg_indices=bg)])
         x, y = patches[:, :-1].float(), patches[:, -1].long()
-        self.drawn += [{'volume': vol.name, 'fg_ratio': float(f)} for f in y.float().mean((1, 2, 3))]
+        self.drawn += [{'volume': name, 'fg_ratio': float(f)} for f in y.float().mean((1, 2, 3))]
         return x, y
+
+    def __call__(self, vol: Volume) -> tuple[torch.Tensor, torch.Tensor]:
+        "Patches of `vol` (prepared anew: draw from `prepare`d volumes when drawing repeatedly)."
+        return self.draw(self.prepare(vol))
 
 # %% ../nbs/12_fbr.ipynb
 class PatchDataset(torch.utils.data.Dataset):
-    "Each item: the patches `sampler` draws from one of `volumes`."
-    def __init__(self, volumes, sampler): self.volumes, self.sampler = volumes, sampler
-    def __len__(self): return len(self.volumes)
-    def __getitem__(self, i): return self.sampler(self.volumes[i])
+    "Each item: the patches `sampler` draws from one of `volumes`, each prepared once."
+    def __init__(self, volumes, sampler): self.sampler, self.prepared = sampler, [sampler.prepare(v) for v in volumes]
+    def __len__(self): return len(self.prepared)
+    def __getitem__(self, i): return self.sampler.draw(self.prepared[i])
 
 def cat_patches(items):
     "Collate (patches, labels) items of several volumes into one batch."
@@ -176,8 +109,9 @@ def predict_volume(model, image, patch_size: int, overlap: float = 0.25, sw_batc
 def volume_metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
     "dsc, hausdorff (max, voxels), abs_diff and fg_ratio of binary `pred` against `gt`."
     p, g = np.asarray(pred) > 0, np.asarray(gt) > 0
-    return {'dsc': float(dice(binary_counts(p, g))), 'hausdorff': hausdorff(p, g),
-            'abs_diff': float((p ^ g).sum() / g.sum()) if g.any() else float('nan'), 'fg_ratio': float(g.mean())}
+    counts = binary_counts(p, g)
+    return {'dsc': float(dice(counts)), 'hausdorff': hausdorff(p, g), 'abs_diff': float(abs_diff(counts)),
+            'fg_ratio': float(g.mean())}
 
 # %% ../nbs/12_fbr.ipynb
 class BestValidDice(Callback):
@@ -289,22 +223,24 @@ def record_context_vs_fbr(params: dict, results, patches_results, device='cpu', 
     return {**out, 'rows': rows, 'run_id': rec['run_id']}
 
 # %% ../nbs/12_fbr.ipynb
-GROUP = ('dataset', 'model', 'patch_size')
+CONFIG_KEYS = tuple(k for k in RUN_KEYS if k not in ('run', 'seed'))
 
-def training_ranges(patches: pd.DataFrame, by=GROUP) -> pd.DataFrame:
-    "Min and max training-patch `fg_ratio` (`fg_min`, `fg_max`) per group `by`."
-    return patches.groupby(list(by))['fg_ratio'].agg(fg_min='min', fg_max='max').reset_index()
+def training_ranges(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
+    "Min and max training-patch `fg_ratio` (`fg_min`, `fg_max`) per configuration `by`, over its runs in `tests`."
+    runs = tests[['run_id', *by]].drop_duplicates()
+    df = patches[['run_id', 'fg_ratio']].merge(runs, on='run_id')
+    return df.groupby(list(by), dropna=False)['fg_ratio'].agg(fg_min='min', fg_max='max').reset_index()
 
-def mark_within(tests: pd.DataFrame, patches: pd.DataFrame, by=GROUP) -> pd.DataFrame:
-    "`tests` with the training range of its group and `within` (fg_min < fg_ratio < fg_max)."
-    df = tests.merge(training_ranges(patches, by), on=list(by), how='left')
+def mark_within(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
+    "`tests` with the training range of its configuration and `within` (fg_min < fg_ratio < fg_max)."
+    df = tests.merge(training_ranges(tests, patches, by), on=list(by), how='left')
     return df.assign(within=(df.fg_ratio > df.fg_min) & (df.fg_ratio < df.fg_max))
 
-def within_outside(tests: pd.DataFrame, patches: pd.DataFrame, by=GROUP, metrics=('dsc', 'hausdorff')) -> pd.DataFrame:
-    "Count, mean and sd of `metrics` per group `by` and range (within/outside)."
+def within_outside(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS, metrics=('dsc', 'hausdorff')) -> pd.DataFrame:
+    "Count, mean and sd of `metrics` per configuration `by` and range (within/outside)."
     df = mark_within(tests, patches, by)
     df['range'] = np.where(df.within, 'within', 'outside')
-    out = df.groupby([*by, 'range'])[list(metrics)].agg(['count', 'mean', 'std'])
+    out = df.groupby([*by, 'range'], dropna=False)[list(metrics)].agg(['count', 'mean', 'std'])
     out.columns = [f'{m}_{s}'.replace('std', 'sd') for m, s in out.columns]
     return out.reset_index()
 
@@ -316,10 +252,24 @@ def mean_sd(table: pd.DataFrame, metrics=('dsc', 'hausdorff'), digits: int = 3) 
     return out
 
 # %% ../nbs/12_fbr.ipynb
+def check_one_config(tests: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
+    "`tests` if its runs of each patch size share one configuration `by`, else a `ValueError` naming what differs."
+    configs = tests[list(by)].drop_duplicates()
+    if configs.patch_size.duplicated().any():
+        clash = configs[configs.patch_size.duplicated(keep=False)].groupby('patch_size')
+        differ = [k for k in by if k != 'patch_size' and (clash[k].nunique(dropna=False) > 1).any()]
+        raise ValueError(f"the test rows mix configurations that differ in {', '.join(differ)}; "
+                         f"plot one at a time (select rows with a single value of each)")
+    return tests
+
+def config_text(tests: pd.DataFrame, by=CONFIG_KEYS) -> str:
+    "The configuration of `tests` beyond dataset, model and patch size as 'key=value' text ('a/b' where patch sizes differ)."
+    return ', '.join(f"{k}={'/'.join(str(v) for v in tests[k].unique())}" for k in by if k not in ('dataset', 'model', 'patch_size'))
+
 def plot_fbr_violins(tests: pd.DataFrame, patches: pd.DataFrame, model: str, dataset: str = 'synthetic'):
     "Test Dice vs foreground ratio over violins of the training-patch foreground ratios, per patch size."
-    sel = lambda df: df[(df.model == model) & (df.dataset == dataset)]
-    tests, patches = sel(tests), sel(patches)
+    tests = check_one_config(tests[(tests.model == model) & (tests.dataset == dataset)])
+    patches = patches[patches.run_id.isin(tests.run_id)]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.05,
                         subplot_titles=('test volumes', 'training patches'))
     for p in sorted(patches.patch_size.unique()):
@@ -329,11 +279,11 @@ def plot_fbr_violins(tests: pd.DataFrame, patches: pd.DataFrame, model: str, dat
                                 orientation='h', showlegend=False, points=False), 2, 1)
     fig.update_yaxes(title_text='Dice', row=1, col=1); fig.update_yaxes(title_text='patch size', row=2, col=1)
     fig.update_xaxes(title_text='foreground ratio', row=2, col=1)
-    return fig.update_layout(title=f'{dataset} {model}: Dice vs foreground ratio', height=600)
+    return fig.update_layout(title=f'{dataset} {model}: Dice vs foreground ratio ({config_text(tests)})', height=600)
 
 def plot_hd_vs_fbr(tests: pd.DataFrame, patches: pd.DataFrame, model: str, dataset: str = 'synthetic'):
     "Hausdorff distance vs test foreground ratio, one panel per patch size, training range shaded."
-    df = mark_within(tests[(tests.model == model) & (tests.dataset == dataset)], patches)
+    df = mark_within(check_one_config(tests[(tests.model == model) & (tests.dataset == dataset)]), patches)
     sizes = sorted(df.patch_size.unique())
     fig = make_subplots(rows=1, cols=len(sizes), shared_yaxes=True, subplot_titles=[f'P={p}' for p in sizes])
     for i, p in enumerate(sizes, 1):
@@ -344,7 +294,7 @@ def plot_hd_vs_fbr(tests: pd.DataFrame, patches: pd.DataFrame, model: str, datas
                       row=1, col=i)
         fig.update_xaxes(title_text='foreground ratio', row=1, col=i)
     fig.update_yaxes(title_text='Hausdorff (voxels)', row=1, col=1)
-    return fig.update_layout(title=f'{dataset} {model}: Hausdorff vs foreground ratio (grey: training range)')
+    return fig.update_layout(title=f'{dataset} {model}: Hausdorff vs foreground ratio, grey: training range ({config_text(df)})')
 
 # %% ../nbs/12_fbr.ipynb
 def expand_protocol(protocol) -> tuple[str, list[dict]]:

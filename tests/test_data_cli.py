@@ -38,3 +38,4 @@ def test_check_clean_then_damaged_sample(cli, tmp_path):
 def test_list_names_every_dataset(cli):
     listed = cli('list')
     assert listed.returncode == 0 and all(f'\n| {n} |' in listed.stdout for n in DATASETS)
+    assert '\n| synthetic3d | 3d |' in listed.stdout  # registered by the datasets module itself, not by the study's fbr

@@ -1,5 +1,5 @@
 "Readers run on their sample writers' output, on broken copies of it, and through the CLI."
-import gzip, json, multiprocessing as mp
+import gzip, json, re, multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +214,31 @@ def test_cache_concurrent_writers(tmp_path):
     assert set(sums) == {2 * np.arange(1000.).sum()}
     entries = list((tmp_path/'cache').iterdir())
     assert len(entries) == 1 and not any('.tmp' in e.name for e in entries)
+
+
+# ---- generated 3D spheres (study 003) ----
+
+SPHERES = dict(volume_size=16, n_train=2, n_val=1, n_test=2, seed=0)
+
+
+def _spheres_worker(root):
+    return [float(v.image.sum()) for s in SPLITS for v in load_3d('synthetic3d', s, root, **SPHERES)]
+
+
+def test_synthetic3d_concurrent_first_use(tmp_path):
+    with mp.get_context('fork').Pool(4) as pool:
+        sums = pool.map(_spheres_worker, [str(tmp_path)] * 8)
+    assert len(sums[0]) == 5 and all(s == sums[0] for s in sums)
+    folder = D.synthetic3d_folder(tmp_path, **SPHERES)
+    assert sorted(p.name for p in folder.iterdir()) == ['dataset.json', 'imagesTr', 'imagesTs', 'labelsTr', 'labelsTs']
+    assert len(json.loads((folder/'dataset.json').read_text())['test']) == 2
+
+
+def test_synthetic3d_damaged_dataset_json_names_the_file(tmp_path):
+    load_3d('synthetic3d', 'test', tmp_path, **SPHERES)
+    meta = D.synthetic3d_folder(tmp_path, **SPHERES)/'dataset.json'
+    meta.write_text(meta.read_text()[:40])
+    with pytest.raises(DataError, match=re.escape(f'{meta}: invalid JSON')): load_3d('synthetic3d', 'train', tmp_path, **SPHERES)
 
 
 # ---- CLI ----

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from medsegpaper.fbr import (PatchSampler, expand_protocol, fbr_volumes, notebook_defaults, radius_range,
+from medsegpaper.fbr import (PatchSampler, expand_protocol, fbr_volumes, mark_within, notebook_defaults, radius_range,
                              record_context_vs_fbr, run_protocol, sliding_window_logits, synthetic3d_folder,
-                             volume_metrics, write_synthetic3d, RUN_KEYS)
+                             volume_metrics, within_outside, write_synthetic3d, CONFIG_KEYS, RUN_KEYS)
+from medsegpaper.results import run_id
 from medsegpaper.datasets import Volume, load_3d, write_msd_sample
 from medsegpaper.io import read_nifti
 
@@ -86,6 +87,32 @@ def test_volume_metrics_match_medpy():
     assert m['dsc'] == pytest.approx(dc(pred, gt))
     assert m['hausdorff'] == pytest.approx(hd(pred, gt))
     assert m['abs_diff'] == pytest.approx(np.abs(pred - gt).sum() / gt.sum())
+    no_gt = volume_metrics(pred, np.zeros_like(gt))
+    assert no_gt['dsc'] == 0 and np.isnan(no_gt['abs_diff']) and np.isnan(no_gt['hausdorff'])
+
+
+def _run_rows(patch_fg, test_fg, **params):
+    params = {**dict(dataset='synthetic', model='unet', patch_size=32, epochs=20, lr=1e-3, volume_size=32, n_train=8, n_val=2,
+                     n_test=len(test_fg), run=1, seed=0), **params}
+    rid = run_id({k: params[k] for k in RUN_KEYS})
+    tests = pd.DataFrame([{**params, 'run_id': rid, 'filename': f'sphere_{i:03d}', 'fg_ratio': f, 'dsc': .5, 'hausdorff': 3.}
+                          for i, f in enumerate(test_fg)])
+    patches = pd.DataFrame({'run_id': rid, 'dataset': params['dataset'], 'model': params['model'],
+                            'patch_size': params['patch_size'], 'run': params['run'], 'draw': range(len(patch_fg)), 'fg_ratio': patch_fg})
+    return tests, patches
+
+
+def test_training_range_pools_runs_of_one_configuration_only():
+    runs = [_run_rows([.1, .3], [.2, .35, .5]), _run_rows([.05, .4], [.2, .35, .5], run=2, seed=1),  # repeats: range [.05, .4]
+            _run_rows([.25, .3], [.2, .35, .5], lr=1e-4),  # another learning rate: its own range [.25, .3]
+            _run_rows([.0, .6], [.2, .35, .5], epochs=50)]  # more epochs: [0, .6]
+    tests, patches = (pd.concat([r[k] for r in runs], ignore_index=True) for k in (0, 1))
+    marked = mark_within(tests, patches)
+    assert marked.within.tolist() == [True, True, False] * 2 + [False, False, False] + [True, True, True]
+    assert marked[['fg_min', 'fg_max']].drop_duplicates().values.tolist() == [[.05, .4], [.25, .3], [0., .6]]
+    table = within_outside(tests, patches)
+    assert len(table) == 4 and table.dsc_count.sum() == len(tests)
+    assert table.groupby(list(CONFIG_KEYS), dropna=False).ngroups == 3
 
 
 def test_protocol_yamls_expand_to_valid_runs():
