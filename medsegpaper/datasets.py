@@ -26,13 +26,13 @@ __all__ = ['SPLITS', 'DATASETS', 'SPLIT_PATTERN', 'BRAIN_CLASSES', 'SHAPES', 'SY
            'OCT_CLASSES', 'IDRID_LESIONS', 'SegDataset2D', 'Volume', 'DatasetSpec', 'register_dataset', 'load_2d',
            'load_3d', 'load_items', 'block_split', 'pad_square', 'resize_stack', 'brain_files', 'brain_arrays',
            'brain_labels', 'brain_slices', 'synthetic_shapes', 'synthetic_classes', 'dataset_dir', 'split_items',
-           'to_dhw', 'resample', 'scale_intensity', 'preprocess_volume', 'read_volume', 'load_volumes', 'volume_slices',
-           'read_info_cfg', 'acdc_frames', 'write_acdc_sample', 'msd_info', 'msd_classes', 'write_msd_sample',
-           'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder', 'write_synthetic3d',
-           'read_msd_pairs', 'find_path', 'covid_arrays', 'write_covid_qu_sample', 'file_key', 'image_files',
-           'av_labels', 'read_label_image', 'resize_sample', 'read_av_sample', 'av_files', 'write_av_sample',
-           'oct_frames', 'write_oct_dme_sample', 'idrid_files', 'read_idrid_sample', 'tiles', 'write_idrid_sample',
-           'ImageNetNpy', 'write_imagenet_sample', 'totalseg_structures', 'read_totalseg_case',
+           'to_dhw', 'resample', 'scale_intensity', 'preprocess_volume', 'read_volume', 'load_volumes',
+           'repeat_channels', 'volume_slices', 'read_info_cfg', 'acdc_frames', 'write_acdc_sample', 'msd_info',
+           'msd_classes', 'write_msd_sample', 'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder',
+           'write_synthetic3d', 'read_msd_pairs', 'find_path', 'covid_arrays', 'write_covid_qu_sample', 'file_key',
+           'image_files', 'av_labels', 'read_label_image', 'resize_sample', 'read_av_sample', 'av_files',
+           'write_av_sample', 'oct_frames', 'write_oct_dme_sample', 'idrid_files', 'read_idrid_sample', 'tiles',
+           'write_idrid_sample', 'ImageNetNpy', 'write_imagenet_sample', 'totalseg_structures', 'read_totalseg_case',
            'write_totalsegmentator_sample', 'check_dataset', 'layouts_markdown', 'data_cli']
 
 # %% ../nbs/03_datasets.ipynb
@@ -312,13 +312,19 @@ def load_volumes(pairs, n_classes, root=None, cache=True, **opts) -> list[Volume
         vols.append(Volume(img, lbl, tuple(sp), name))
     return vols
 
+def repeat_channels(img: np.ndarray, channels: int | None, name: str) -> np.ndarray:
+    "`img` (C, ...) with its single channel repeated `channels` times; a multi-channel image must already have them."
+    if not channels or channels == img.shape[0]: return img
+    if img.shape[0] != 1: raise ValueError(f"{name}: cannot make {channels} channels from an image with {img.shape[0]}")
+    return np.repeat(img, channels, 0)
+
 def volume_slices(vols: list[Volume], classes: list, only_foreground: bool = False, channels: int | None = None) -> SegDataset2D:
     "Every slice along D of `vols` (only those with foreground if asked) as a `SegDataset2D` of contiguous views."
     imgs, lbls, names = [], [], []
     for v in vols:
         keep = np.flatnonzero(v.label.reshape(len(v.label), -1).any(1)) if only_foreground else np.arange(len(v.label))
         img, lbl = (v.image, v.label) if len(keep) == len(v.label) else (v.image[:, keep], v.label[keep])
-        if channels and channels != img.shape[0]: img = np.repeat(img, channels, 0)
+        img = repeat_channels(img, channels, v.name)
         stack = np.ascontiguousarray(img.transpose(1, 0, 2, 3))  # (D,C,H,W): a no-op for one channel
         imgs += list(stack); lbls += list(lbl); names += [f'{v.name}_z{d:03d}' for d in keep]
     return SegDataset2D(imgs, lbls, list(classes), names)
@@ -354,8 +360,7 @@ def _acdc_patients(split, root, valid, seed):
 def _acdc_3d(split, root, phases=('ED', 'ES'), valid='test', seed=0, channels=1, spacing=None, cache=True):
     pairs = [f for p in _acdc_patients(split, root, valid, seed) for f in acdc_frames(p, phases)]
     vols = load_volumes(pairs, len(ACDC_CLASSES), root, cache, spacing=spacing)
-    for v in vols:
-        if channels != v.image.shape[0]: v.image = np.repeat(v.image, channels, 0)
+    for v in vols: v.image = repeat_channels(v.image, channels, v.name)
     return vols
 
 def _acdc_2d(split, root, only_foreground=False, channels=1, **kw):

@@ -133,6 +133,8 @@ class SegAugment:
         self.flip = _flip_mode(self.flip)
         if not 0 <= self.rotate <= 180: raise ValueError(f"rotate must be in [0, 180] degrees, got {self.rotate}")
         if not 0 <= self.jitter < 1: raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
+        if self.jitter and self.normalize == 'zscore':
+            raise ValueError("jitter has no effect with normalize='zscore': the per-image z-score undoes brightness and contrast changes")
         if not 0 < self.crop_max_ratio <= 1: raise ValueError(f"crop_max_ratio must be in (0, 1], got {self.crop_max_ratio}")
         _check_stats(self.normalize)
         check_choice('label_resize', self.label_resize, LABEL_RESIZES)
