@@ -284,12 +284,13 @@ def _per_image_spacing(spacing, n):
     return [spacing] * n
 
 def evaluate_segmentation(preds, targets, n_classes: int, class_names=None, spacing=None, *,
-                          how='per_image', empty=np.nan) -> dict:
-    "Per-class and mean (foreground) dice/jaccard/hd95, pixel accuracy and `n_empty_<cls>` of label maps."
+                          how='per_image', empty=np.nan, masks=None) -> dict:
+    "Per-class and mean (foreground) dice/jaccard/hd95, pixel accuracy and `n_empty_<cls>` of label maps, within `masks` if given."
     check_choice('how', how, ('pooled', 'per_image'))
     names = [str(i) for i in range(n_classes)] if class_names is None else list(class_names)
     if len(names) != n_classes: raise ValueError(f"class_names has {len(names)} names for n_classes={n_classes}")
-    cms = confusion_matrices(preds, targets, n_classes)
+    if masks is not None: preds = [np.where(np.asarray(m, bool), p, 0) for p, m in zip(preds, masks)]
+    cms = confusion_matrices(preds, targets, n_classes, masks)
     res = aggregate(cms, how, ('dice', 'jaccard'), empty=empty)
     correct, total = np.trace(cms, axis1=1, axis2=2), cms.sum((1, 2))
     acc = _ratio(correct.sum(), total.sum()) if how == 'pooled' else _nanmean(_ratio(correct, total))
