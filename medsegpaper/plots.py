@@ -50,11 +50,12 @@ def plot_overlays(images, targets, preds=None, classes=None, n: int = 4, opacity
 # %% ../nbs/10_plots.ipynb
 def plot_training(recorder, title: str = 'training') -> go.Figure:
     "Training loss per batch and validation loss and metrics per epoch from a fastai `Recorder`."
+    if getattr(recorder, 'losses', None) is None:
+        return go.Figure().update_layout(title=f'{title}: nothing trained in this session (resumed a finished run)', height=200)
     fig = go.Figure(go.Scatter(y=[float(l) for l in recorder.losses], name='train loss (smoothed)', mode='lines'))
-    n_iter = len(recorder.losses) / max(len(recorder.values), 1)
-    names = recorder.metric_names[2:-1] if len(recorder.metric_names) > 3 else []
-    xs = [(e + 1) * n_iter for e in range(len(recorder.values))]
+    names = [n for n in recorder.metric_names[1:] if n != 'time']  # the columns of `recorder.values`
     for i, name in enumerate(names):
         if name == 'train_loss': continue
-        fig.add_trace(go.Scatter(x=xs, y=[v[i] for v in recorder.values], name=name, mode='lines+markers'))
+        pts = [(x, v[i]) for x, v in zip(recorder.iters, recorder.values) if len(v) > i]
+        fig.add_trace(go.Scatter(x=[x for x, _ in pts], y=[y for _, y in pts], name=name, mode='lines+markers'))
     return fig.update_layout(title=title, xaxis_title='iteration', height=350)

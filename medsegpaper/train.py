@@ -47,13 +47,19 @@ def lr_schedule(schedule: str, lr: float, eta_min: float = 0., power: float = 0.
     return SchedNo(lr, lr)
 
 # %% ../nbs/08_train.ipynb
+def _atomic_save(obj, path: Path):
+    tmp = path.with_name(f'.{path.name}.tmp')
+    torch.save(obj, tmp); os.replace(tmp, path)
+
 class EpochCheckpoint(Callback):
-    "Save weights and optimiser state as `epoch_<n>.pth` after each trained epoch, atomically."
+    "Save weights and optimiser state as `epoch_<n>.pth`, random state as `epoch_<n>.rng`, after each trained epoch, atomically."
     def before_epoch(self): self.skipped = False
     def after_cancel_epoch(self): self.skipped = True
     def after_epoch(self):
         if self.skipped: return
         tmp = self.learn.save(f'.epoch_{self.epoch}.tmp', with_opt=True)
+        _atomic_save({'torch': torch.get_rng_state(), 'train_dl': self.dls.train.rng.getstate()},
+                     tmp.with_name(f'epoch_{self.epoch}.rng'))
         os.replace(tmp, tmp.with_name(f'epoch_{self.epoch}.pth'))
 
 # %% ../nbs/08_train.ipynb
@@ -80,6 +86,12 @@ def last_checkpoint(learn: Learner) -> int | None:
              if (m := re.fullmatch(r'epoch_(\d+)\.pth', p.name))]
     return max(found) if found else None
 
+def _restore_rng(learn: Learner, path: Path):
+    "Put back the torch and training-loader random state saved with a checkpoint, if there is one."
+    if not path.exists(): return
+    state = torch.load(path, weights_only=True)
+    torch.set_rng_state(state['torch']); learn.dls.train.rng.setstate(state['train_dl'])
+
 def fit(learn: Learner, epochs: int, lr: float | None = None, schedule: str = 'poly',
         eta_min: float = 0., power: float = 0.9, resume: bool = False) -> Learner:
     "Train `learn` for `epochs` with `schedule` in `SCHEDULES`, resuming from the last checkpoint if asked."
@@ -88,6 +100,7 @@ def fit(learn: Learner, epochs: int, lr: float | None = None, schedule: str = 'p
     start = 0
     if resume and (done := last_checkpoint(learn)) is not None:
         learn.load(f'epoch_{done}', with_opt=True)
+        _restore_rng(learn, learn.path/learn.model_dir/f'epoch_{done}.rng')
         start = done + 1
     if start >= epochs: return learn
     if schedule == 'onecycle': learn.fit_one_cycle(epochs, lr, start_epoch=start)

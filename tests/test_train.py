@@ -60,3 +60,16 @@ def test_same_seed_same_metrics_on_cpu(tmp_path):
     for m in metrics: assert a[m] == b[m], (m, a[m], b[m])
     c = run_train(tmp_path, 'c', 'c.csv', **{**params, 'seed': 12}).iloc[0]
     assert any(c[m] != a[m] for m in metrics)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    params = dict(TINY, epochs=2, seed=5, device='cpu', rotate=15.0, checkpoint_dir=str(tmp_path/'ckpt'))
+    full = run_train(tmp_path, 'full', 'full.csv', **params).iloc[0]
+    run_dir = tmp_path/'ckpt'/full['run_id']
+    assert sorted(p.name for p in run_dir.iterdir()) == ['epoch_0.pth', 'epoch_0.rng', 'epoch_1.pth', 'epoch_1.rng']
+    for name in ('epoch_1.pth', 'epoch_1.rng'): (run_dir/name).unlink()
+    resumed = run_train(tmp_path, 'resumed', 'resumed.csv', **params).iloc[0]
+    assert (run_dir/'epoch_1.pth').exists()
+    for m in ('dice_mean', 'jaccard_mean', 'accuracy', 'dice_grey_matter', 'dice_white_matter'):
+        assert resumed[m] == full[m], (m, resumed[m], full[m])
+    assert resumed['wall_s'] < full['wall_s']
