@@ -1,5 +1,5 @@
 "The installed `medsegpaper-data` console script, run as a user runs it: output streams and exit status."
-import os, subprocess, sys
+import subprocess, sys
 from importlib.metadata import entry_points
 from pathlib import Path
 

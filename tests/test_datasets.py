@@ -1,6 +1,5 @@
 "Readers run on their sample writers' output, on broken copies of it, and through the CLI."
-import gzip, json, re, multiprocessing as mp
-from pathlib import Path
+import json, re, multiprocessing as mp
 
 import numpy as np
 import pytest

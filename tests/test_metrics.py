@@ -6,7 +6,6 @@ from sklearn import metrics as skm
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice
 from medpy.metric import binary as medpy_binary
 from medsegpaper.metrics import *
-from medsegpaper.metrics import _ratio
 
 def blob(shape, seed, level=.3, sigma=1.5):
     "Smooth random blobs; `level` in standard deviations of the smoothed noise."
@@ -83,7 +82,6 @@ def test_weighted_rule_counts_fov_only():
     assert a['f1'] == b['f1'] == pytest.approx(skm.f1_score(t[fov], p[fov], labels=[1, 2, 3], average='weighted'), abs=1e-12)
 
 def test_mmseg_background_and_fluid():
-    rng = np.random.default_rng(2)
     t = [blob((32, 32), s, .15) for s in range(6)]; p = [blob((32, 32), s + 9, .15) for s in range(6)]
     assert 0 < np.mean(t) < .5
     m = mmseg_metrics(confusion_matrices(p, t, 2))

@@ -1,5 +1,5 @@
 "Process-level tests of `medsegpaper.results`: concurrent writers, a writer killed mid-write, ids across processes."
-import multiprocessing as mp, os, signal, subprocess, sys, textwrap, time
+import multiprocessing as mp, os, signal, subprocess, sys, time
 from pathlib import Path
 
 from medsegpaper.results import ResultsTable, run_id

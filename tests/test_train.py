@@ -1,5 +1,4 @@
 "The main job end to end: papermill runs of nbs/train.ipynb with non-default parameters, bad input, repeatability."
-import os
 import pandas as pd
 import papermill as pm
 import pytest
