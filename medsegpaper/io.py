@@ -165,10 +165,11 @@ def cache_dir(root=None) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _code_version() -> str:
-    "Hash of the reader code (`io.py`, `datasets.py`): any change to a reader invalidates the arrays it cached."
+    "Hash of the reader code (`io.py` and the `datasets` package): any change to a reader invalidates the arrays it cached."
     import medsegpaper
     pkg = Path(medsegpaper.__file__).parent
-    return hashlib.sha1(b''.join((pkg/f).read_bytes() for f in ('io.py', 'datasets.py') if (pkg/f).exists())).hexdigest()[:12]
+    files = [pkg/'io.py', *sorted((pkg/'datasets').glob('*.py'))]
+    return hashlib.sha1(b''.join(f.read_bytes() for f in files if f.exists())).hexdigest()[:12]
 
 def cache_key(sources, params: dict) -> str:
     "Hex key from the (path, size, mtime) of each source file (missing: None), the `params` and the reader code."

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from medsegpaper import datasets as D
+import medsegpaper.datasets.core as DC
 from medsegpaper.io import DataError, cached, read_npy, write_nifti, write_mat
 from medsegpaper.datasets import DATASETS, SPLITS, SegDataset2D, Volume, load_2d, load_3d, load_items
 
@@ -66,7 +67,7 @@ def test_missing_dataset_names_path_layout_and_source(tmp_path, name):
 
 
 def test_unknown_names_list_valid_choices():
-    with pytest.raises(ValueError, match='valid choices: brain, synthetic2d, acdc'): load_2d('nope', 'train')
+    with pytest.raises(ValueError, match='valid choices: brain, synthetic2d, synthetic3d, acdc'): load_2d('nope', 'train')
     with pytest.raises(ValueError, match='valid choices: train, valid, test'): load_2d('brain', 'training')
 
 
@@ -190,8 +191,8 @@ def test_cache_skips_decoding_and_sees_changed_files(tmp_path, monkeypatch):
     D.write_acdc_sample(tmp_path, n_train=1, n_test=1)
     first = load_3d('acdc', 'train', tmp_path)
     calls = []
-    real = D.read_nifti_pair
-    monkeypatch.setattr(D, 'read_nifti_pair', lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = DC.read_nifti_pair
+    monkeypatch.setattr(DC, 'read_nifti_pair', lambda *a, **k: calls.append(a) or real(*a, **k))
     again = load_3d('acdc', 'train', tmp_path)
     assert not calls and all((a.image == b.image).all() for a, b in zip(first, again))
     write_nifti(_acdc_gt(tmp_path), np.ones((24, 24, 3), np.uint8), spacing=(1.5, 1.5, 10))
