@@ -15,13 +15,19 @@ import tifffile
 from .core import data_root
 
 # %% auto 0
-__all__ = ['DataError', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite', 'check_labels', 'check_shapes',
-           'check_affines', 'check_partner', 'read_nifti_pair', 'read_image', 'write_image', 'read_mask', 'read_mat',
-           'write_mat', 'read_npy', 'cache_dir', 'cache_key', 'cached']
+__all__ = ['DataError', 'DataWarning', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite', 'check_labels',
+           'check_shapes', 'check_affines', 'check_partner', 'to_unit', 'read_nifti_pair', 'read_image', 'write_image',
+           'read_mask', 'read_mat', 'write_mat', 'read_npy', 'cache_dir', 'content_sample', 'cache_key', 'cached']
 
 # %% ../nbs/02_io.ipynb
 class DataError(ValueError):
     "A data file that is missing, unreadable or inconsistent; the message names the file."
+    def __init__(self, path, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}")
+
+class DataWarning(UserWarning):
+    "A data problem that does not stop reading (an annotation missing for some images), naming the file."
     def __init__(self, path, problem: str):
         self.path, self.problem = Path(path), problem
         super().__init__(f"{path}: {problem}")
@@ -78,6 +84,19 @@ def check_partner(path, partner) -> Path:
     "`partner` if it exists, else a `DataError` on `path` saying which partner file is missing."
     if not Path(partner).is_file(): raise DataError(path, f'missing partner file {partner}')
     return Path(partner)
+
+# %% ../nbs/02_io.ipynb
+def to_unit(arr: np.ndarray, path, scale: float | None = None) -> np.ndarray:
+    "`arr` (read from `path`) as float32 in [0, 1]: divided by `scale` if given, else by its dtype (uint8 / 255, float as is)."
+    if scale is None and arr.dtype == np.uint8: return arr.astype(np.float32) / 255
+    if scale is None and not np.issubdtype(arr.dtype, np.floating):
+        raise DataError(path, f'{arr.dtype} intensities have no fixed range; pass scale= (e.g. 65535 or 4095) to divide them by')
+    out = check_finite(arr.astype(np.float32), path) / (1 if scale is None else scale)
+    lo, hi = (float(out.min()), float(out.max())) if out.size else (0., 0.)
+    if lo < 0 or hi > 1:
+        how = f'after dividing by scale={scale}' if scale is not None else f'{arr.dtype} values; pass scale= to divide them by'
+        raise DataError(path, f'intensities span [{lo:g}, {hi:g}], outside [0, 1] ({how})')
+    return out
 
 # %% ../nbs/02_io.ipynb
 def read_nifti_pair(img_path, lbl_path, n_classes: int, atol: float = 1e-3, canonical: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,27 +190,61 @@ def _code_version() -> str:
     files = [pkg/'io.py', *sorted((pkg/'datasets').glob('*.py'))]
     return hashlib.sha1(b''.join(f.read_bytes() for f in files if f.exists())).hexdigest()[:12]
 
+def content_sample(path, chunk: int = 1 << 16) -> str:
+    "Hash of the first, middle and last `chunk` bytes of `path`: notices a file replaced with the same size and mtime."
+    h, size = hashlib.sha1(), Path(path).stat().st_size
+    with open(path, 'rb') as f:
+        for start in sorted({0, max(0, size // 2 - chunk // 2), max(0, size - chunk)}):
+            f.seek(start); h.update(f.read(chunk))
+    return h.hexdigest()[:16]
+
 def cache_key(sources, params: dict) -> str:
-    "Hex key from the (path, size, mtime) of each source file (missing: None), the `params` and the reader code."
+    "Hex key from each source file's (path, size, mtime, content sample) (missing: None), the `params` and the reader code."
     def _id(p):
         p = Path(p).resolve()
-        return (str(p), (st := p.stat()).st_size, st.st_mtime_ns) if p.exists() else (str(p), None, None)
+        if not p.is_file(): return (str(p), None, None, None)
+        st = p.stat()
+        return (str(p), st.st_size, st.st_mtime_ns, content_sample(p))
     ids = [_id(p) for p in sources]
     return hashlib.sha1(json.dumps([ids, params, _code_version()], sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-def cached(fn, sources, params: dict, folder=None) -> tuple[np.ndarray, ...]:
-    "`fn(**params)` (a tuple of arrays), read from the cache `folder` if an entry for `sources`+`params` exists."
-    if folder is None: return tuple(fn(**params))
-    entry = Path(folder)/f'{getattr(fn, "__name__", "fn")}-{cache_key(sources, params)}'
-    if (entry/'n.json').is_file():
-        return tuple(np.load(entry/f'{i}.npy', allow_pickle=False) for i in range(json.loads((entry/'n.json').read_text())))
-    out = tuple(fn(**params))
+def _read_entry(entry: Path):
+    "The arrays of a complete cache entry, or `None` when it is missing, truncated or unreadable (then it is rebuilt)."
+    try:
+        n = json.loads((entry/'n.json').read_text())
+        return tuple(np.load(entry/f'{i}.npy', allow_pickle=False) for i in range(n))
+    except (OSError, ValueError, EOFError):
+        return None
+
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def _remove_stale_tmp(entry: Path):
+    "Delete the temporary folders of `entry` left by writers that were killed before renaming them into place."
+    for tmp_entry in entry.parent.glob(f'{entry.name}.tmp*'):
+        pid = tmp_entry.name.rpartition('.tmp')[2]
+        if pid.isdigit() and not _pid_alive(int(pid)): shutil.rmtree(tmp_entry, ignore_errors=True)
+
+def _write_entry(entry: Path, out):
     tmp_entry = entry.with_name(f'{entry.name}.tmp{os.getpid()}')
     try:
         tmp_entry.mkdir(parents=True, exist_ok=True)
         for i, a in enumerate(out): np.save(tmp_entry/f'{i}.npy', np.asarray(a), allow_pickle=False)
         (tmp_entry/'n.json').write_text(json.dumps(len(out)))
+        if entry.exists(): shutil.rmtree(entry, ignore_errors=True)  # a damaged entry being rebuilt
         os.replace(tmp_entry, entry)
     except OSError:  # another process stored the same entry first, or the folder is read-only
         shutil.rmtree(tmp_entry, ignore_errors=True)
+
+def cached(fn, sources, params: dict, folder=None) -> tuple[np.ndarray, ...]:
+    "`fn(**params)` (a tuple of arrays), read from the cache `folder` if a complete entry for `sources`+`params` exists."
+    if folder is None: return tuple(fn(**params))
+    entry = Path(folder)/f'{getattr(fn, "__name__", "fn")}-{cache_key(sources, params)}'
+    if entry.is_dir() and (hit := _read_entry(entry)) is not None: return hit
+    _remove_stale_tmp(entry)
+    out = tuple(fn(**params))
+    _write_entry(entry, out)
     return out

@@ -4,8 +4,11 @@
 
 # %% ../../nbs/03_datasets.core.ipynb 2
 from __future__ import annotations
-import json
-from dataclasses import dataclass
+import json, hashlib, warnings
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -16,11 +19,12 @@ from ..core import check_choice, data_root
 from ..io import *
 
 # %% auto 0
-__all__ = ['SPLITS', 'DATASETS', 'SPLIT_PATTERN', 'SegDataset2D', 'Volume', 'DatasetSpec', 'register_dataset', 'load_2d',
-           'load_3d', 'load_items', 'block_split', 'pad_square', 'resize_stack', 'size_hw', 'resize_sample',
-           'dataset_dir', 'reader_cache', 'split_items', 'to_dhw', 'resample', 'scale_intensity', 'preprocess_volume',
-           'read_volume', 'load_volumes', 'repeat_channels', 'volume_slices', 'msd_info', 'msd_classes',
-           'read_msd_pairs']
+__all__ = ['SPLITS', 'DATASETS', 'SPLIT_PATTERN', 'SegDataset2D', 'Volume', 'Finding', 'DataReport', 'active_report', 'problem',
+           'data_warning', 'each_item', 'duplicate_files', 'note_orientation', 'check_consistency', 'DatasetSpec',
+           'register_dataset', 'load_2d', 'load_3d', 'load_items', 'block_split', 'pad_square', 'resize_stack',
+           'size_hw', 'resize_sample', 'dataset_dir', 'reader_cache', 'split_items', 'to_dhw', 'resample',
+           'scale_intensity', 'preprocess_volume', 'read_volume', 'load_volumes', 'repeat_channels', 'volume_slices',
+           'msd_info', 'msd_classes', 'read_msd_pairs']
 
 # %% ../../nbs/03_datasets.core.ipynb
 @dataclass
@@ -64,6 +68,101 @@ class Volume:
         self.spacing = tuple(float(s) for s in self.spacing)
 
 # %% ../../nbs/03_datasets.core.ipynb
+@dataclass
+class Finding:
+    "One problem of a dataset: `level` 'error' or 'warning', the file, what is wrong."
+    level: str
+    path: str
+    problem: str
+    def __str__(self): return f'{self.level}: {self.path}: {self.problem}'
+
+@dataclass
+class DataReport:
+    "Every problem found in one pass over a dataset, the files read and counts (e.g. empty masks per split)."
+    name: str = ''
+    findings: list = field(default_factory=list)
+    files: set = field(default_factory=set)
+    counts: Counter = field(default_factory=Counter)
+    orientations: dict = field(default_factory=dict)
+
+    def error(self, path, problem: str): self.findings.append(Finding('error', str(path), problem))
+    def warn(self, path, problem: str): self.findings.append(Finding('warning', str(path), problem))
+    def read(self, *paths): self.files.update(str(p) for p in paths if p is not None)
+    @property
+    def errors(self) -> list: return [f for f in self.findings if f.level == 'error']
+    @property
+    def warnings(self) -> list: return [f for f in self.findings if f.level == 'warning']
+    def summary(self) -> str: return f'{len(self.files)} files, {len(self.errors)} errors, {len(self.warnings)} warnings'
+
+    @contextmanager
+    def collect(self):
+        "Inside this block readers record problems here instead of raising, and go on."
+        token = _REPORT.set(self)
+        try: yield self
+        except DataError as e: self.error(e.path, e.problem)
+        finally: _REPORT.reset(token)
+
+    def as_dict(self) -> dict:
+        return dict(name=self.name, files=len(self.files), errors=len(self.errors), warnings=len(self.warnings),
+                    counts=dict(self.counts), findings=[vars(f) for f in self.findings])
+
+_REPORT: ContextVar[DataReport | None] = ContextVar('medsegpaper_data_report', default=None)
+
+def active_report() -> DataReport | None:
+    "The `DataReport` collecting problems right now (inside `DataReport.collect()`), else `None`."
+    return _REPORT.get()
+
+# %% ../../nbs/03_datasets.core.ipynb
+def problem(path, message: str) -> None:
+    "Raise `DataError(path, message)`, or record it in the active `DataReport` and return."
+    if (r := active_report()) is None: raise DataError(path, message)
+    r.error(path, message)
+
+def data_warning(path, message: str) -> None:
+    "Warn `DataWarning(path, message)`, or record it in the active `DataReport`."
+    if (r := active_report()) is None: warnings.warn(DataWarning(path, message), stacklevel=2)
+    else: r.warn(path, message)
+
+def each_item(items, read: Callable, files: Callable | None = None) -> list:
+    "`[read(item) for item in items]`; under a check a `DataError` is recorded, the item skipped (`None` in its place)."
+    r, out = active_report(), []
+    for it in items:
+        if r is None: out.append(read(it)); continue
+        if files is not None: r.read(*files(it))
+        try: out.append(read(it))
+        except DataError as e: r.error(e.path, e.problem); out.append(None)
+    return out
+
+# %% ../../nbs/03_datasets.core.ipynb
+def duplicate_files(paths) -> list[list[Path]]:
+    "Groups of byte-identical files among `paths` (size first, then a SHA-1 of the content)."
+    by_size = defaultdict(list)
+    for p in map(Path, paths):
+        if p.is_file(): by_size[p.stat().st_size].append(p)
+    groups = defaultdict(list)
+    for same in (g for g in by_size.values() if len(g) > 1):
+        for p in same: groups[hashlib.sha1(p.read_bytes()).hexdigest()].append(p)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+def note_orientation(path, affine) -> None:
+    "Record the axis codes (e.g. RAS) of the volume `path` in the active `DataReport`, if any."
+    if (r := active_report()) is not None:
+        import nibabel as nib
+        r.orientations[str(path)] = ''.join(nib.aff2axcodes(np.asarray(affine)))
+
+def check_consistency(report: DataReport) -> DataReport:
+    "Add to `report` an error per group of duplicate files and a warning when orientations differ across volumes."
+    for group in duplicate_files(report.files):
+        report.error(group[1], f'byte-identical to {group[0]}' + (f' (and {len(group) - 2} more)' if len(group) > 2 else ''))
+    codes = Counter(report.orientations.values())
+    if len(codes) > 1:
+        common = codes.most_common(1)[0][0]
+        odd = sorted(p for p, c in report.orientations.items() if c != common)
+        report.warn(odd[0], f'orientation {report.orientations[odd[0]]} differs from the {codes[common]} {common} volumes '
+                            f'({len(odd)} volumes not {common}: {", ".join(Path(p).name for p in odd[:5])})')
+    return report
+
+# %% ../../nbs/03_datasets.core.ipynb
 SPLITS = ('train', 'valid', 'test')
 
 @dataclass
@@ -77,6 +176,7 @@ class DatasetSpec:
     folders: tuple = ()
     layout: str = ''
     url: str = ''
+    check: Callable | None = None
 
 DATASETS: dict[str, DatasetSpec] = {}
 
@@ -193,16 +293,17 @@ def preprocess_volume(img, lbl, affine, spacing=None, intensity_range=None):
 def read_volume(img_path, lbl_path, n_classes, canonical=False, spacing=None, intensity_range=None):
     "Checked, preprocessed (image (C,D,H,W), label (D,H,W), spacing (d,h,w)) of a NIfTI image/label pair."
     img, lbl, aff = read_nifti_pair(img_path, lbl_path, n_classes, canonical=canonical)
+    note_orientation(img_path, aff)
     return preprocess_volume(img, lbl, aff, spacing, intensity_range)
 
 def load_volumes(pairs, n_classes, root=None, cache=True, **opts) -> list[Volume]:
-    "`Volume`s from `(name, image path, label path)` triples, through the disk cache."
-    vols = []
-    for name, ip, lp in pairs:
+    "`Volume`s from `(name, image path, label path)` triples, through the disk cache (under a check: the readable ones)."
+    def read(pair):
+        name, ip, lp = pair
         params = dict(img_path=str(ip), lbl_path=str(lp), n_classes=n_classes, **opts)
         img, lbl, sp = cached(read_volume, [ip, lp], params, reader_cache(root, cache))
-        vols.append(Volume(img, lbl, tuple(sp), name))
-    return vols
+        return Volume(img, lbl, tuple(sp), name)
+    return [v for v in each_item(pairs, read, files=lambda pair: pair[1:]) if v is not None]
 
 def repeat_channels(img: np.ndarray, channels: int | None, name: str) -> np.ndarray:
     "`img` (C, ...) with its single channel repeated `channels` times; a multi-channel image must already have them."
