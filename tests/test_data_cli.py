@@ -25,14 +25,19 @@ def cli(tmp_path, monkeypatch):
 
 def test_check_clean_then_damaged_sample(cli, tmp_path):
     write_acdc_sample(tmp_path)
-    expected = [f'acdc {split}: {line}' for split, line in check_dataset('acdc', tmp_path).items()] + ['acdc: ok']
+    report = check_dataset('acdc', tmp_path)
+    expected = [f'acdc {part}: {line}' for part, line in report.parts.items()] + [f'acdc: {report.summary()}']
     ok = cli('check', 'acdc', '--root', str(tmp_path))
     assert ok.returncode == 0 and ok.stdout.splitlines() == expected and 'error' not in ok.stderr
-    img = tmp_path/'ACDC/testing/patient005/patient005_frame01.nii.gz'  # cached by the clean check: the cache must notice
+    assert expected[-1] == 'acdc: 20 files, 0 errors, 0 warnings'
+    img = tmp_path/'ACDC/testing/patient005/patient005_frame01.nii.gz'
     img.write_bytes(img.read_bytes()[:100])
+    gt = tmp_path/'ACDC/training/patient001/patient001_frame01_gt.nii.gz'
+    gt.write_bytes(b'junk')
     bad = cli('check', 'acdc', '--root', str(tmp_path))
-    assert bad.returncode == 1 and 'acdc: ok' not in bad.stdout
-    assert bad.stderr.startswith(f'error: {img}: unreadable NIfTI')
+    assert bad.returncode == 1 and bad.stdout.splitlines()[-1] == 'acdc: 20 files, 2 errors, 0 warnings'
+    lines = bad.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f'error: {gt}: unreadable NIfTI file') and lines[1].startswith(f'error: {img}: unreadable NIfTI file')
 
 
 def test_list_names_every_dataset(cli):

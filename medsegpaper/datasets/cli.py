@@ -4,33 +4,53 @@
 
 # %% ../../nbs/03j_datasets.cli.ipynb 2
 from __future__ import annotations
-import sys, argparse
+import sys, json, hashlib, inspect, argparse
 from pathlib import Path
 
 from ..core import check_choice
 from ..io import *
+import numpy as np
+
 from .core import *
-from .imagenet import ImageNetNpy
 
 # %% auto 0
 __all__ = ['check_dataset', 'layouts_markdown', 'data_cli']
 
 # %% ../../nbs/03j_datasets.cli.ipynb
-def check_dataset(name: str, root=None, **opts) -> dict[str, str]:
-    "Read every split of dataset `name` (3D if it has that form, else 2D or items); a summary line per split."
-    spec, out = DATASETS[check_choice('dataset', name, DATASETS)], {}
-    for split in SPLITS:
-        if spec.load_items:
-            items = load_items(name, split, root, **opts)
-            out[split] = f'{len(items)} items' + (f', first {tuple(ImageNetNpy(items)[0][0].shape)}' if items else '')
-        elif spec.load_3d:
-            vols = load_3d(name, split, root, **opts)
-            out[split] = f'{len(vols)} volumes, {sum(v.label.shape[0] for v in vols)} slices'
-        else:
-            ds = load_2d(name, split, root, **opts)
-            out[split] = f'{len(ds)} images, {ds.in_channels} channels, classes {ds.classes}'
-    return out
+def _load_split(spec, split, root, opts):
+    form = next(f for f in ('items', '3d', '2d') if getattr(spec, f'load_{f}'))
+    fn = getattr(spec, f'load_{form}')
+    if 'cache' in inspect.signature(fn).parameters: opts = {'cache': False, **opts}
+    return form, {'items': load_items, '3d': load_3d, '2d': load_2d}[form](spec.name, split, root, **opts)
 
+def _empty(labels) -> list[bool]: return [not np.any(l) for l in labels]
+
+def _sample_keys(names, labels) -> list[tuple]:
+    "Identity of a sample across splits (valid may be the test set): its name and a hash of its label."
+    return [(n, hashlib.sha1(np.ascontiguousarray(l)).hexdigest()) for n, l in zip(names, labels)]
+
+def _describe(form, data, empty) -> str:
+    if form == 'items': return f'{len(data)} items'
+    if form == '3d': return f'{len(data)} volumes, {sum(v.label.shape[0] for v in data)} slices, {sum(empty)} empty label volumes'
+    return f'{len(data)} images, {data.in_channels} channels, classes {data.classes}, {sum(empty)} empty masks'
+
+def check_dataset(name: str, root=None, **opts) -> DataReport:
+    "Read every file of every split of dataset `name`; a `DataReport` with every problem, a line per split and empty-mask counts."
+    spec, report = DATASETS[check_choice('dataset', name, DATASETS)], DataReport(name)
+    empty_by_name = {}
+    for split in SPLITS:
+        with report.collect():
+            form, data = _load_split(spec, split, root, opts)
+            names = [] if form == 'items' else [v.name for v in data] if form == '3d' else data.names
+            labels = [] if form == 'items' else [v.label for v in data] if form == '3d' else data.labels
+            empty = _empty(labels)
+            empty_by_name.update(zip(_sample_keys(names, labels), empty))
+            report.parts[split] = _describe(form, data, empty)
+            report.counts[f'{split} empty'] = sum(empty)
+    if empty_by_name: report.parts['all'] = f'{sum(empty_by_name.values())} of {len(empty_by_name)} distinct samples have an empty mask'
+    return check_consistency(report)
+
+# %% ../../nbs/03j_datasets.cli.ipynb
 def layouts_markdown() -> str:
     "A Markdown table of every registered dataset: name, forms, layout, source."
     rows = ['| name | reads as | layout under the data root | source |', '|---|---|---|---|']
@@ -39,21 +59,33 @@ def layouts_markdown() -> str:
         rows.append(f'| {n} | {forms} | `{sp.layout}` | {sp.url} |')
     return '\n'.join(rows)
 
-def data_cli(argv=None) -> int:
-    "`medsegpaper-data check <name> [--root PATH]` | `sample <name> <dir>` | `list`; returns the exit status."
+def _print_check(name, root, as_json: bool) -> int:
+    report = check_dataset(name, root)
+    if as_json: print(json.dumps(report.as_dict(), indent=1))
+    else:
+        for part, line in report.parts.items(): print(f'{name} {part}: {line}')
+        for f in report.findings: print(f, file=sys.stderr)
+        print(f'{name}: {report.summary()}')
+    return int(bool(report.errors))
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='medsegpaper-data', description='Check a downloaded dataset or write a tiny sample of one.')
     sub = parser.add_subparsers(dest='command', required=True)
-    chk = sub.add_parser('check', help='read every split of a dataset and report problems')
-    chk.add_argument('name', help=f'one of: {", ".join(DATASETS)}'); chk.add_argument('--root', help='data root (default: $MEDSEGPAPER_DATA or ./data)')
+    chk = sub.add_parser('check', help='read every file of a dataset and report every problem')
+    chk.add_argument('name', help=f'one of: {", ".join(DATASETS)}')
+    chk.add_argument('--root', help='data root (default: $MEDSEGPAPER_DATA or ./data)')
+    chk.add_argument('--json', action='store_true', help='print the report as JSON')
     smp = sub.add_parser('sample', help='write a tiny dataset in the real layout')
     smp.add_argument('name'); smp.add_argument('dir')
     sub.add_parser('list', help='print every dataset with its layout and source')
-    args = parser.parse_args(argv)
+    return parser
+
+def data_cli(argv=None) -> int:
+    "`medsegpaper-data check <name> [--root PATH] [--json]` | `sample <name> <dir>` | `list`; returns the exit status."
+    args = _parser().parse_args(argv)
     try:
         if args.command == 'list': print(layouts_markdown())
-        elif args.command == 'check':
-            for split, line in check_dataset(args.name, args.root).items(): print(f'{args.name} {split}: {line}')
-            print(f'{args.name}: ok')
+        elif args.command == 'check': return _print_check(args.name, args.root, args.json)
         else:
             spec = DATASETS[check_choice('dataset', args.name, DATASETS)]
             if spec.write_sample is None: raise ValueError(f'dataset {args.name!r} is built in or generated; it has no sample to write')

@@ -84,9 +84,12 @@ class DataReport:
     files: set = field(default_factory=set)
     counts: Counter = field(default_factory=Counter)
     orientations: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)
 
-    def error(self, path, problem: str): self.findings.append(Finding('error', str(path), problem))
-    def warn(self, path, problem: str): self.findings.append(Finding('warning', str(path), problem))
+    def _add(self, f: Finding):
+        if f not in self.findings: self.findings.append(f)  # a file read for two splits is reported once
+    def error(self, path, problem: str): self._add(Finding('error', str(path), problem))
+    def warn(self, path, problem: str): self._add(Finding('warning', str(path), problem))
     def read(self, *paths): self.files.update(str(p) for p in paths if p is not None)
     @property
     def errors(self) -> list: return [f for f in self.findings if f.level == 'error']
@@ -104,7 +107,7 @@ class DataReport:
 
     def as_dict(self) -> dict:
         return dict(name=self.name, files=len(self.files), errors=len(self.errors), warnings=len(self.warnings),
-                    counts=dict(self.counts), findings=[vars(f) for f in self.findings])
+                    parts=self.parts, counts=dict(self.counts), findings=[vars(f) for f in self.findings])
 
 _REPORT: ContextVar[DataReport | None] = ContextVar('medsegpaper_data_report', default=None)
 
@@ -339,8 +342,9 @@ def msd_classes(info: dict) -> list[str]:
 
 def read_msd_pairs(folder, entries, n_classes: int) -> list[Volume]:
     "Checked `Volume`s of Decathlon `dataset.json` `entries` (dicts with image and label paths) under `folder`, axes as stored."
-    vols = []
-    for e in entries:
-        image, label, affine = read_nifti_pair(Path(folder)/e['image'], Path(folder)/e['label'], n_classes)
-        vols.append(Volume(image[None], label, spacing_from_affine(affine), Path(e['image']).name.split('.')[0]))
-    return vols
+    paths = lambda e: (Path(folder)/e['image'], Path(folder)/e['label'])
+    def read(e):
+        image, label, affine = read_nifti_pair(*paths(e), n_classes)
+        note_orientation(paths(e)[0], affine)
+        return Volume(image[None], label, spacing_from_affine(affine), Path(e['image']).name.split('.')[0])
+    return [v for v in each_item(entries, read, files=paths) if v is not None]
