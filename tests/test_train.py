@@ -67,8 +67,10 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     run_dir = tmp_path/'ckpt'/full['run_id']
     assert sorted(p.name for p in run_dir.iterdir()) == ['epoch_0.pth', 'epoch_0.rng', 'epoch_1.pth', 'epoch_1.rng']
     for name in ('epoch_1.pth', 'epoch_1.rng'): (run_dir/name).unlink()
+    epoch0 = {n: ((run_dir/n).stat().st_mtime_ns, (run_dir/n).read_bytes()) for n in ('epoch_0.pth', 'epoch_0.rng')}
     resumed = run_train(tmp_path, 'resumed', 'resumed.csv', **params).iloc[0]
-    assert (run_dir/'epoch_1.pth').exists()
+    assert (run_dir/'epoch_1.pth').exists() and (run_dir/'epoch_1.rng').exists()
+    for n, (mtime, data) in epoch0.items():  # epoch 0 was loaded, not trained again
+        assert (run_dir/n).stat().st_mtime_ns == mtime and (run_dir/n).read_bytes() == data, n
     for m in ('dice_mean', 'jaccard_mean', 'accuracy', 'dice_grey_matter', 'dice_white_matter'):
         assert resumed[m] == full[m], (m, resumed[m], full[m])
-    assert resumed['wall_s'] < full['wall_s']
