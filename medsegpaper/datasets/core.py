@@ -55,11 +55,12 @@ class SegDataset2D:
 
 @dataclass
 class Volume:
-    "A 3D sample: `image` (C,D,H,W) float32, `label` (D,H,W) int64, voxel `spacing` (d,h,w) in mm."
+    "A 3D sample: `image` (C,D,H,W) float32, `label` (D,H,W) int64, voxel `spacing` (d,h,w) in mm, the `source` image file."
     image: np.ndarray
     label: np.ndarray
     spacing: tuple
     name: str
+    source: str = ''
 
     def __post_init__(self):
         if self.image.ndim != 4 or self.image.shape[1:] != self.label.shape:
@@ -305,7 +306,7 @@ def load_volumes(pairs, n_classes, root=None, cache=True, **opts) -> list[Volume
         name, ip, lp = pair
         params = dict(img_path=str(ip), lbl_path=str(lp), n_classes=n_classes, **opts)
         img, lbl, sp = cached(read_volume, [ip, lp], params, reader_cache(root, cache))
-        return Volume(img, lbl, tuple(sp), name)
+        return Volume(img, lbl, tuple(sp), name, str(ip))
     return [v for v in each_item(pairs, read, files=lambda pair: pair[1:]) if v is not None]
 
 def repeat_channels(img: np.ndarray, channels: int | None, name: str) -> np.ndarray:
@@ -320,7 +321,7 @@ def volume_slices(vols: list[Volume], classes: list, only_foreground: bool = Fal
     for v in vols:
         keep = np.flatnonzero(v.label.reshape(len(v.label), -1).any(1)) if only_foreground else np.arange(len(v.label))
         img, lbl = (v.image, v.label) if len(keep) == len(v.label) else (v.image[:, keep], v.label[keep])
-        img = repeat_channels(img, channels, v.name)
+        img = repeat_channels(img, channels, v.source or v.name)
         stack = np.ascontiguousarray(img.transpose(1, 0, 2, 3))  # (D,C,H,W): a no-op for one channel
         imgs += list(stack); lbls += list(lbl); names += [f'{v.name}_z{d:03d}' for d in keep]
     return SegDataset2D(imgs, lbls, list(classes), names)
@@ -346,5 +347,5 @@ def read_msd_pairs(folder, entries, n_classes: int) -> list[Volume]:
     def read(e):
         image, label, affine = read_nifti_pair(*paths(e), n_classes)
         note_orientation(paths(e)[0], affine)
-        return Volume(image[None], label, spacing_from_affine(affine), Path(e['image']).name.split('.')[0])
+        return Volume(image[None], label, spacing_from_affine(affine), Path(e['image']).name.split('.')[0], str(paths(e)[0]))
     return [v for v in each_item(entries, read, files=paths) if v is not None]
