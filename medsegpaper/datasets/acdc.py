@@ -23,14 +23,22 @@ def read_info_cfg(path) -> dict[str, str]:
     if not path.is_file(): raise DataError(path, 'file not found (every ACDC patient folder has an Info.cfg)')
     return {k.strip(): v.strip() for k, _, v in (l.partition(':') for l in path.read_text().splitlines()) if v}
 
+def _frame_stem(patient: Path, info: dict, phase: str) -> str | None:
+    "`patientXXX_frameYY` of `phase` in `info`, or `None` after reporting a missing, non-integer or absent frame."
+    cfg = patient/'Info.cfg'
+    if phase not in info: return problem(cfg, f'no {phase} frame number (has {sorted(info)})')
+    try: stem = f'{patient.name}_frame{int(info[phase]):02d}'
+    except ValueError: return problem(cfg, f'{phase} frame number {info[phase]!r} is not an integer')
+    if not (patient/f'{stem}.nii.gz').is_file():
+        return problem(cfg, f'{phase}: {info[phase]} names frame {stem}.nii.gz, which is not in {patient}')
+    return stem
+
 def acdc_frames(patient: Path, phases=('ED', 'ES')) -> list[tuple[str, Path, Path]]:
-    "(name, image, label) of the `phases` frames of one ACDC patient folder."
-    info, out = read_info_cfg(patient/'Info.cfg'), []
-    for ph in phases:
-        if ph not in info: raise DataError(patient/'Info.cfg', f'no {ph} frame number (has {sorted(info)})')
-        stem = f'{patient.name}_frame{int(info[ph]):02d}'
-        out.append((f'{patient.name}_{ph}', patient/f'{stem}.nii.gz', patient/f'{stem}_gt.nii.gz'))
-    return out
+    "(name, image, label) of the `phases` frames of one ACDC patient folder (under a check: those `Info.cfg` names well)."
+    patient = Path(patient)
+    info = read_info_cfg(patient/'Info.cfg')
+    stems = {ph: _frame_stem(patient, info, ph) for ph in phases}
+    return [(f'{patient.name}_{ph}', patient/f'{s}.nii.gz', patient/f'{s}_gt.nii.gz') for ph, s in stems.items() if s]
 
 def _acdc_patients(split, root, valid, seed):
     d = dataset_dir('acdc', root)
@@ -43,9 +51,10 @@ def _acdc_patients(split, root, valid, seed):
     return split_items(split, parts['training'], parts['testing'], valid, seed)
 
 def _acdc_3d(split, root, phases=('ED', 'ES'), valid='test', seed=0, channels=1, spacing=None, cache=True):
-    pairs = [f for p in _acdc_patients(split, root, valid, seed) for f in acdc_frames(p, phases)]
+    frames = each_item(_acdc_patients(split, root, valid, seed), lambda p: acdc_frames(p, phases))
+    pairs = [f for fs in frames if fs is not None for f in fs]
     vols = load_volumes(pairs, len(ACDC_CLASSES), root, cache, spacing=spacing)
-    for v in vols: v.image = repeat_channels(v.image, channels, v.name)
+    for v in vols: v.image = repeat_channels(v.image, channels, v.source)
     return vols
 
 def _acdc_2d(split, root, only_foreground=False, channels=1, **kw):

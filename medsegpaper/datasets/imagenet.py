@@ -13,19 +13,53 @@ from ..io import *
 from .core import *
 
 # %% auto 0
-__all__ = ['ImageNetNpy', 'write_imagenet_sample']
+__all__ = ['read_imagenet_labels', 'read_imagenet_npy', 'ImageNetNpy', 'write_imagenet_sample']
 
 # %% ../../nbs/03e_datasets.imagenet.ipynb
+def read_imagenet_labels(path, n_classes: int = 1000) -> dict[str, int]:
+    "The checked `labels.json` at `path`: a non-empty JSON object of file path -> integer class 1..`n_classes`."
+    path = Path(path)
+    if not path.is_file(): raise DataError(path, 'file not found (maps data/*.npy paths to classes 1..1000)')
+    try: labels = json.loads(path.read_text())
+    except json.JSONDecodeError as e: raise DataError(path, f'invalid JSON ({e})') from e
+    if not isinstance(labels, dict):
+        raise DataError(path, f'a JSON {type(labels).__name__}, not an object {{"data/<file>.npy": class}}')
+    if not labels: raise DataError(path, 'empty: no file is given a class')
+    def first(bad): return f'e.g. {bad[0]!r}: {labels[bad[0]]!r}'
+    if bad := [k for k, v in labels.items() if type(v) is not int]:
+        raise DataError(path, f'{len(bad)} classes are not integers, {first(bad)}')
+    if bad := [k for k, v in labels.items() if not 1 <= v <= n_classes]:
+        raise DataError(path, f'{len(bad)} class indices outside 1..{n_classes}, {first(bad)}')
+    return labels
+
+def read_imagenet_npy(path, mmap_mode: str | None = None) -> np.ndarray:
+    "The (3,H,W) uint8 array of one ImageNet-format `.npy` file, else a `DataError` naming it."
+    arr = read_npy(path, mmap_mode)
+    if arr.ndim != 3 or arr.shape[0] != 3 or arr.dtype != np.uint8:
+        raise DataError(path, f'expected a (3,H,W) uint8 array, got {arr.shape} {arr.dtype}')
+    return arr
+
+# %% ../../nbs/03e_datasets.imagenet.ipynb
+_is_val = lambda name: name.startswith('ILSVRC2012_val_')
+
+def _check_files(items, d, split, listed):
+    "Under a check: items whose file opens as (3,H,W) uint8 (the others reported), and a warning for unlisted files of `split`."
+    ok = each_item(items, lambda it: read_imagenet_npy(it[0], 'r') is not None, files=lambda it: [it[0]])
+    kind = 'validation' if split != 'train' else 'training'  # valid and test are both the official validation files
+    extra = sorted(p.name for p in (d/'data').glob('*.npy') if _is_val(p.name) == (kind == 'validation') and p.name not in listed)
+    if extra: data_warning(d/'data', f'{len(extra)} {kind} files are not in labels.json and never used: '
+                                     + ', '.join(extra[:5]) + (', ...' if len(extra) > 5 else ''))
+    return [it for it, good in zip(items, ok) if good]
+
 def _imagenet_items(split, root, n_classes=1000):
     d = dataset_dir('imagenet', root)
-    lp = d/'labels.json'
-    if not lp.is_file(): raise DataError(lp, 'file not found (maps data/*.npy paths to classes 1..1000)')
-    try: labels = json.loads(lp.read_text())
-    except json.JSONDecodeError as e: raise DataError(lp, f'invalid JSON ({e})') from e
-    bad = [k for k, v in labels.items() if not (isinstance(v, int) and 1 <= v <= n_classes)]
-    if bad: raise DataError(lp, f'{len(bad)} class indices outside 1..{n_classes}, e.g. {bad[0]!r}: {labels[bad[0]]!r}')
-    is_val = lambda n: n.startswith('ILSVRC2012_val_')
-    return sorted((d/'data'/Path(k).name, v - 1) for k, v in labels.items() if is_val(Path(k).name) == (split != 'train'))
+    labels = read_imagenet_labels(d/'labels.json', n_classes)
+    if not (d/'data').is_dir(): raise DataError(d/'data', 'folder not found (holds the .npy files labels.json lists)')
+    listed = {Path(k).name: v for k, v in labels.items()}
+    if len(listed) < len(labels):
+        raise DataError(d/'labels.json', f'{len(labels) - len(listed)} keys name a file in data/ that another key names too')
+    items = sorted((d/'data'/n, v - 1) for n, v in listed.items() if _is_val(n) == (split != 'train'))
+    return items if active_report() is None else _check_files(items, d, split, listed)
 
 class ImageNetNpy(torch.utils.data.Dataset):
     "(image float (3,H,W) in [0,1], class) from `load_items('imagenet', ...)` pairs, optional `transform` on the image."
@@ -33,10 +67,7 @@ class ImageNetNpy(torch.utils.data.Dataset):
     def __len__(self): return len(self.items)
     def __getitem__(self, i):
         path, label = self.items[i]
-        arr = read_npy(path)
-        if arr.ndim != 3 or arr.shape[0] != 3 or arr.dtype != np.uint8:
-            raise DataError(path, f'expected a (3,H,W) uint8 array, got {arr.shape} {arr.dtype}')
-        x = torch.from_numpy(arr).float() / 255
+        x = torch.from_numpy(read_imagenet_npy(path)).float() / 255
         return (self.transform(x) if self.transform else x), label
 
 def write_imagenet_sample(dest, n_train: int = 6, n_val: int = 3, size: int = 16, n_classes: int = 3) -> Path:

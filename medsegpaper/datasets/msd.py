@@ -16,14 +16,29 @@ from .embedded import *
 __all__ = ['write_msd_sample']
 
 # %% ../../nbs/03h_datasets.msd.ipynb
+def _msd_entries(d: Path, info: dict) -> list[dict]:
+    "The `training` entries of `dataset.json` in `d`, each a dict with `image` and `label`, else a `DataError`."
+    entries = info['training']
+    if not isinstance(entries, list): raise DataError(d/'dataset.json', f"'training' is a {type(entries).__name__}, not a list of entries")
+    for i, e in enumerate(entries):
+        if not (isinstance(e, dict) and isinstance(e.get('image'), str) and isinstance(e.get('label'), str)):
+            raise DataError(d/'dataset.json', f"training entry {i} is not {{'image': path, 'label': path}}: {e!r}")
+    return entries
+
+def _present(d: Path, entry: dict) -> bool:
+    "Whether the files of `dataset.json` `entry` exist; a missing one is reported, naming `dataset.json` and the entry."
+    gone = [entry[k] for k in ('image', 'label') if not (d/entry[k]).is_file()]
+    if gone: problem(d/'dataset.json', f"training entry {entry['image']}: {' and '.join(gone)} not in {d}")
+    return not gone
+
 def _msd_cases(split, root, task, n_train, n_valid):
     d = dataset_dir('msd', root, folders=(task,))
     info = msd_info(d)
-    cases = sorted((d/c['image'], d/c['label']) for c in info['training'])
-    if len(cases) <= n_train + n_valid:
-        raise DataError(d/'dataset.json', f'{len(cases)} labelled cases, fewer than n_train + n_valid + 1 = {n_train + n_valid + 1}')
-    part = {'train': cases[:n_train], 'valid': cases[n_train:n_train + n_valid], 'test': cases[n_train + n_valid:]}[split]
-    return [(ip.name.split('.')[0], ip, lp) for ip, lp in part], msd_classes(info)
+    entries = sorted(_msd_entries(d, info), key=lambda e: (d/e['image'], d/e['label']))
+    if len(entries) <= n_train + n_valid:
+        raise DataError(d/'dataset.json', f'{len(entries)} labelled cases, fewer than n_train + n_valid + 1 = {n_train + n_valid + 1}')
+    part = {'train': entries[:n_train], 'valid': entries[n_train:n_train + n_valid], 'test': entries[n_train + n_valid:]}[split]
+    return [(Path(e['image']).name.split('.')[0], d/e['image'], d/e['label']) for e in part if _present(d, e)], msd_classes(info)
 
 def _msd_load(split, root, task='Task09_Spleen', n_train=26, n_valid=5, canonical=True, spacing=None, intensity_range=None, cache=True):
     pairs, classes = _msd_cases(split, root, task, n_train, n_valid)

@@ -7,12 +7,41 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
+from ..core import check_choice
 from ..io import *
 from .core import *
 from .embedded import *
 
 # %% auto 0
-__all__ = ['totalseg_structures', 'read_totalseg_case', 'write_totalsegmentator_sample']
+__all__ = ['OVERLAP_RULES', 'mask_voxels', 'merge_masks', 'overlap_text', 'totalseg_structures', 'read_totalseg_case',
+           'write_totalsegmentator_sample']
+
+# %% ../../nbs/03i_datasets.totalseg.ipynb
+OVERLAP_RULES = {'last': 'the later structure wins', 'first': 'the earlier structure wins', 'error': 'an overlap is an error'}
+
+def mask_voxels(mask: np.ndarray, path) -> np.ndarray:
+    "Flat indices of the set voxels of the binary (0/1) `mask`; other values are a `DataError` naming `path`."
+    flat = mask.reshape(-1)
+    idx = np.flatnonzero(flat != 0)
+    bad = flat[idx] != 1
+    if bad.any(): raise DataError(path, f'mask values {np.unique(flat[idx][bad])[:10].tolist()} are not binary (0/1)')
+    return idx
+
+def merge_masks(masks, shape, overlap: str = 'last') -> tuple[np.ndarray, np.ndarray]:
+    "Label map (class k+1 where `masks[k]`, flat voxel indices, is set) merged by `overlap`, and rows (a, b, voxels) of masks a < b sharing voxels."
+    check_choice('overlap', overlap, OVERLAP_RULES)
+    lbl = np.zeros(shape, np.uint8 if len(masks) < 255 else np.int64)
+    flat, shared = lbl.reshape(-1), []
+    for k, idx in enumerate(masks):
+        prev = flat[idx]
+        claimed = prev != 0
+        if claimed.any(): shared += [(a - 1, k, n) for a, n in zip(*np.unique(prev[claimed], return_counts=True))]
+        flat[idx[~claimed] if overlap == 'first' else idx] = k + 1
+    return lbl, np.array(shared, np.int64).reshape(-1, 3)
+
+def overlap_text(shared: np.ndarray, structures) -> str:
+    "'liver & spleen: 12 voxels; ...' for `merge_masks`' overlap rows."
+    return '; '.join(f'{structures[a]} & {structures[b]}: {n} voxels' for a, b, n in shared)
 
 # %% ../../nbs/03i_datasets.totalseg.ipynb
 def totalseg_structures(case: Path) -> list[str]:
@@ -22,46 +51,74 @@ def totalseg_structures(case: Path) -> list[str]:
     if not names: raise DataError(seg, 'no <structure>.nii.gz masks')
     return names
 
-def read_totalseg_case(case, structures, canonical=True, spacing=None, intensity_range=None):
-    "Checked (image (1,D,H,W), label (D,H,W) with class k+1 for `structures[k]`, spacing) of one case."
-    case = Path(case)
-    img, aff = read_nifti(case/'ct.nii.gz', np.float32, canonical)
-    lbl = np.zeros(img.shape, np.uint8 if len(structures) < 255 else np.int64)
-    for k, s in enumerate(structures):
-        p = check_partner(case/'ct.nii.gz', case/'segmentations'/f'{s}.nii.gz')
-        m, maff = read_nifti(p, None, canonical)
-        check_shapes(img.shape, m.shape, case/'ct.nii.gz', p); check_affines(aff, maff, case/'ct.nii.gz', p)
-        lbl[check_labels(m, 2, p) > 0] = k + 1
-    return preprocess_volume(check_finite(img, case/'ct.nii.gz'), lbl, aff, spacing, intensity_range)
+def _case_files(case, structures) -> list[Path]:
+    return [Path(case)/'ct.nii.gz', *[Path(case)/'segmentations'/f'{s}.nii.gz' for s in structures]]
 
+def _totalseg_arrays(case, structures, canonical=True, spacing=None, intensity_range=None, overlap='last'):
+    "(image, label, spacing, overlap rows) of one case; `overlap='error'` raises on shared voxels."
+    ct, *paths = _case_files(case, structures)
+    img, aff = read_nifti(ct, np.float32, canonical)
+    note_orientation(ct, aff)
+    masks = []
+    for p in paths:
+        m, maff = read_nifti(check_partner(ct, p), None, canonical)
+        check_shapes(img.shape, m.shape, ct, p); check_affines(aff, maff, ct, p)
+        masks.append(mask_voxels(m, p))
+    lbl, shared = merge_masks(masks, img.shape, overlap)
+    if overlap == 'error' and len(shared):
+        raise DataError(Path(case)/'segmentations', f'voxels in two structure masks (overlap=\'error\'): {overlap_text(shared, structures)}')
+    return (*preprocess_volume(check_finite(img, ct), lbl, aff, spacing, intensity_range), shared)
+
+def read_totalseg_case(case, structures, canonical=True, spacing=None, intensity_range=None, overlap='last'):
+    "Checked (image (1,D,H,W), label (D,H,W) with class k+1 for `structures[k]`, spacing) of one case; overlapping masks warn."
+    *out, shared = _totalseg_arrays(case, structures, canonical, spacing, intensity_range, overlap)
+    if len(shared): data_warning(Path(case)/'segmentations', f'voxels in two structure masks, merged by overlap={overlap!r} '
+                                                           f'({OVERLAP_RULES[overlap]}): {overlap_text(shared, structures)}')
+    return tuple(out)
+
+# %% ../../nbs/03i_datasets.totalseg.ipynb
 def _totalseg_cases(split, d, seed):
-    cases = sorted(p for p in d.iterdir() if (p/'ct.nii.gz').is_file())
+    cases = {p.name: p for p in sorted(d.iterdir()) if (p/'ct.nii.gz').is_file()}
     if not cases: raise DataError(d, 'no <case>/ct.nii.gz folders')
     meta = d/'meta.csv'
     if meta.is_file():
         import pandas as pd
-        df = pd.read_csv(meta, sep=None, engine='python')
+        df = pd.read_csv(meta, sep=None, engine='python', dtype=str)
         if not {'image_id', 'split'} <= set(df.columns): raise DataError(meta, f'needs columns image_id and split, has {list(df.columns)}')
         want = {'train': 'train', 'valid': 'val', 'test': 'test'}[split]
-        ids = set(df.loc[df['split'] == want, 'image_id'].astype(str))
-        return [c for c in cases if c.name in ids]
-    perm = np.random.default_rng(seed).permutation(len(cases))
-    n_held = max(1, round(0.1 * len(cases)))
+        ids = sorted(set(df.loc[df['split'] == want, 'image_id']))
+        for i in ids:
+            if i not in cases: problem(meta, f'case {i} (split {want}) is listed but {d/i/"ct.nii.gz"} is not there')
+        return [cases[i] for i in ids if i in cases]
+    names = list(cases)
+    perm = np.random.default_rng(seed).permutation(len(names))
+    n_held = max(1, round(0.1 * len(names)))
     part = {'train': perm[2 * n_held:], 'valid': perm[:n_held], 'test': perm[n_held:2 * n_held]}[split]
-    return [cases[i] for i in sorted(part)]
+    return [cases[names[i]] for i in sorted(part)]
 
-def _totalseg_load(split, root, structures=None, max_cases=None, seed=0, canonical=True, spacing=None, intensity_range=None, cache=True):
+def _report_overlaps(d, split, read, structures, overlap):
+    hit = [(v.name, shared) for v, shared in read if len(shared)]
+    if not hit: return
+    listed = ', '.join(f'{name} ({overlap_text(shared, structures)})' for name, shared in hit[:10])
+    data_warning(d, f'{len(hit)} of {len(read)} cases of split {split!r} have voxels in two structure masks, merged by overlap={overlap!r} '
+                    f'({OVERLAP_RULES[overlap]}): {listed}' + (f' and {len(hit) - 10} more' if len(hit) > 10 else ''))
+
+def _totalseg_load(split, root, structures=None, max_cases=None, seed=0, canonical=True, spacing=None, intensity_range=None,
+                   overlap='last', cache=True):
+    check_choice('overlap', overlap, OVERLAP_RULES)
     d = dataset_dir('totalsegmentator', root)
     cases = _totalseg_cases(split, d, seed)[:max_cases]
-    if not cases: raise DataError(d, f'no cases in split {split!r}')
+    if not cases:
+        problem(d, f'no cases in split {split!r}')
+        return [], ['background', *(structures or [])]
     structures = list(structures or totalseg_structures(cases[0]))
-    vols = []
-    for c in cases:
-        srcs = [c/'ct.nii.gz', *[c/'segmentations'/f'{s}.nii.gz' for s in structures]]
-        img, lbl, sp = cached(read_totalseg_case, srcs, dict(case=str(c), structures=structures, canonical=canonical, spacing=spacing,
-                                                            intensity_range=intensity_range), reader_cache(root, cache))
-        vols.append(Volume(img, lbl, tuple(sp), c.name))
-    return vols, ['background', *structures]
+    def read(c):
+        params = dict(case=str(c), structures=structures, canonical=canonical, spacing=spacing, intensity_range=intensity_range, overlap=overlap)
+        img, lbl, sp, shared = cached(_totalseg_arrays, _case_files(c, structures), params, reader_cache(root, cache))
+        return Volume(img, lbl, tuple(sp), c.name, str(c/'ct.nii.gz')), shared
+    done = [r for r in each_item(cases, read, files=lambda c: _case_files(c, structures)) if r is not None]
+    _report_overlaps(d, split, done, structures, overlap)
+    return [v for v, _ in done], ['background', *structures]
 
 def _totalseg_3d(split, root, **kw): return _totalseg_load(split, root, **kw)[0]
 
