@@ -335,6 +335,9 @@ def msd_info(task_dir: Path) -> dict:
     except json.JSONDecodeError as e: raise DataError(p, f'invalid JSON ({e})') from e
     for k in ('labels', 'training'):
         if k not in info: raise DataError(p, f'no {k!r} entry')
+    keys = list(info['labels']) if isinstance(info['labels'], dict) else None
+    if keys is None or sorted(keys, key=lambda k: (len(k), k)) != [str(i) for i in range(len(keys))]:
+        raise DataError(p, f"'labels' must map the label values 0..N-1 (as strings) to class names, got {info['labels']!r}")
     return info
 
 def msd_classes(info: dict) -> list[str]:
