@@ -7,7 +7,6 @@ from __future__ import annotations
 import os, random
 from pathlib import Path
 import numpy as np
-import torch
 
 # %% auto 0
 __all__ = ['DEVICES', 'data_root', 'check_choice', 'get_device', 'seed_everything']
@@ -30,6 +29,7 @@ DEVICES = ('auto', 'cpu', 'cuda')
 
 def get_device(device: str = 'auto') -> torch.device:
     "The `torch.device` for `device` in `DEVICES`."
+    import torch
     check_choice('device', str(device).split(':')[0], DEVICES)
     if device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
@@ -39,6 +39,7 @@ def get_device(device: str = 'auto') -> torch.device:
 # %% ../nbs/00_core.ipynb
 def seed_everything(seed: int, device: str | torch.device = 'cpu') -> int:
     "Seed python, numpy and torch; deterministic algorithms on the CPU."
+    import torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.device(device).type == 'cpu': torch.use_deterministic_algorithms(True)
     else:
