@@ -83,6 +83,7 @@ class DataReport:
     name: str = ''
     findings: list = field(default_factory=list)
     files: set = field(default_factory=set)
+    primary: set = field(default_factory=set)
     counts: Counter = field(default_factory=Counter)
     orientations: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)
@@ -91,7 +92,10 @@ class DataReport:
         if f not in self.findings: self.findings.append(f)  # a file read for two splits is reported once
     def error(self, path, problem: str): self._add(Finding('error', str(path), problem))
     def warn(self, path, problem: str): self._add(Finding('warning', str(path), problem))
-    def read(self, *paths): self.files.update(str(p) for p in paths if p is not None)
+    def read(self, *paths):
+        "Register the files of one item; the first is its primary file (the image), compared for duplicates."
+        paths = [str(p) for p in paths if p is not None]
+        self.files.update(paths); self.primary.update(paths[:1])
     @property
     def errors(self) -> list: return [f for f in self.findings if f.level == 'error']
     @property
@@ -155,8 +159,8 @@ def note_orientation(path, affine) -> None:
         r.orientations[str(path)] = ''.join(nib.aff2axcodes(np.asarray(affine)))
 
 def check_consistency(report: DataReport) -> DataReport:
-    "Add to `report` an error per group of duplicate files and a warning when orientations differ across volumes."
-    for group in duplicate_files(report.files):
+    "Add to `report` an error per group of duplicate primary files (images) and a warning when orientations differ across volumes."
+    for group in duplicate_files(report.primary):
         report.error(group[1], f'byte-identical to {group[0]}' + (f' (and {len(group) - 2} more)' if len(group) > 2 else ''))
     codes = Counter(report.orientations.values())
     if len(codes) > 1:
