@@ -14,8 +14,8 @@ from fastai.data.core import DataLoaders
 from .core import check_choice, get_device
 
 # %% auto 0
-__all__ = ['LABEL_RESIZES', 'NORMALIZATIONS', 'IMAGENET_STATS', 'FLIPS', 'seg_resize', 'seg_random_crop', 'seg_flip',
-           'seg_rotate', 'seg_jitter', 'normalize_image', 'SegAugment', 'SegTfmDataset', 'SegDataLoader',
+__all__ = ['LABEL_RESIZES', 'NORMALIZATIONS', 'IMAGENET_STATS', 'FLIPS', 'resize_label', 'seg_resize', 'seg_random_crop',
+           'seg_flip', 'seg_rotate', 'seg_jitter', 'normalize_image', 'SegAugment', 'SegTfmDataset', 'SegDataLoader',
            'seg_dataloaders']
 
 # %% ../nbs/04_transforms.ipynb
@@ -33,14 +33,17 @@ def _check_sample(img: torch.Tensor, lbl: torch.Tensor):
 # %% ../nbs/04_transforms.ipynb
 LABEL_RESIZES = ('nearest', 'bilinear_trunc')
 
+def resize_label(lbl: torch.Tensor, size, label_resize: str = 'nearest') -> torch.Tensor:
+    "`lbl` (H,W) resized to `size`: 'nearest' neighbour, or 'bilinear_trunc' (bilinear without antialiasing, truncated)."
+    hw = list(_pair('size', size))
+    if check_choice('label_resize', label_resize, LABEL_RESIZES) == 'nearest':
+        return TF.resize(lbl[None], hw, interpolation=InterpolationMode.NEAREST_EXACT)[0]
+    return TF.resize(lbl[None].double(), hw, interpolation=InterpolationMode.BILINEAR, antialias=False)[0].long()
+
 def seg_resize(img: torch.Tensor, lbl: torch.Tensor, size, label_resize: str = 'nearest') -> tuple[torch.Tensor, torch.Tensor]:
     "Resize `img` bilinearly (antialiased) and `lbl` as `label_resize` says to `size` (int or `(h, w)`)."
-    hw = list(_pair('size', size))
-    check_choice('label_resize', label_resize, LABEL_RESIZES)
-    img = TF.resize(img, hw, interpolation=InterpolationMode.BILINEAR, antialias=True)
-    if label_resize == 'nearest': lbl = TF.resize(lbl[None], hw, interpolation=InterpolationMode.NEAREST_EXACT)[0]
-    else: lbl = TF.resize(lbl[None].float(), hw, interpolation=InterpolationMode.BILINEAR, antialias=True)[0].long()
-    return img, lbl
+    lbl = resize_label(lbl, size, label_resize)
+    return TF.resize(img, list(_pair('size', size)), interpolation=InterpolationMode.BILINEAR, antialias=True), lbl
 
 # %% ../nbs/04_transforms.ipynb
 def _pad_to(img, lbl, h, w):

@@ -136,7 +136,7 @@ def test_msd_bad_label_and_nan_image(tmp_path):
 
 
 def test_covid_nan_images(tmp_path):
-    d = D.write_covid_qu_sample(tmp_path)
+    d = D.write_covid_qu_sample(tmp_path, layout='npy')
     f = d/'Inf_segm/data_arrays/COVID-19/test/imgs.npy'
     np.save(f, np.full((3, 32, 32), np.nan, np.float32))
     with pytest.raises(DataError, match='imgs.npy: 3072 NaN/inf'): load_2d('covid_qu', 'test', tmp_path)

@@ -7,52 +7,136 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
+from ..core import check_choice
 from ..io import *
 from .core import *
 from .embedded import *
 
 # %% auto 0
-__all__ = ['COVID_CLASSES', 'find_path', 'covid_arrays', 'write_covid_qu_sample']
+__all__ = ['COVID_CLASSES', 'COVID_GROUPS', 'find_path', 'covid_png_pairs', 'read_covid_png', 'covid_arrays',
+           'write_covid_qu_sample']
 
 # %% ../../nbs/03c_datasets.covid_qu.ipynb
 COVID_CLASSES = ['background', 'infection']
+COVID_GROUPS = ('COVID-19', 'Non-COVID', 'Normal')
+_COVID_PNG = ('Infection Segmentation Data', 'Infection Segmentation Data')
+
+def _key(name: str) -> str: return name.lower().replace('_', ' ')
 
 def find_path(base: Path, parts) -> Path:
-    "`base/parts...`, each part matched also with spaces for underscores and case-insensitively."
+    "`base/parts...`, each part a name or a tuple of spellings, matched case-insensitively with spaces for underscores."
     p = Path(base)
     for part in parts:
-        cands = [p/part, p/part.replace('_', ' ')]
-        cands += [c for c in (p.iterdir() if p.is_dir() else []) if c.name.lower().replace(' ', '_') == part.lower()]
-        p = next((c for c in cands if c.exists()), p/part)
+        names = (part,) if isinstance(part, str) else tuple(part)
+        kids = sorted(p.iterdir()) if p.is_dir() else []
+        p = next((c for n in names for c in kids if _key(c.name) == _key(n)), p/names[0])
     return p
 
-def covid_arrays(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    "Checked images (N,H,W) float32 in [0,1] and binary masks (N,H,W) int64 from a COVID-QU split folder."
+# %% ../../nbs/03c_datasets.covid_qu.ipynb
+def _pngs(folder: Path) -> dict[str, Path]:
+    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.suffix.lower() == '.png'} if folder.is_dir() else {}
+
+def covid_png_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
+    "(name, image, infection mask) of a COVID-QU-Ex `<split>/<group>` folder, paired by file name."
+    img_dir, mask_dir = find_path(folder, ('images',)), find_path(folder, ('infection masks',))
+    imgs, masks = _pngs(img_dir), _pngs(mask_dir)
+    if not imgs:
+        where = 'folder empty' if img_dir.is_dir() else 'folder not found; expected layout:\n' + DATASETS['covid_qu'].layout
+        problem(img_dir, f'no .png images ({where})'); return []
+    for k in sorted(set(masks) - set(imgs)): problem(masks[k], f'infection mask without an image {img_dir/masks[k].name}')
+    out = []
+    for k, ip in imgs.items():
+        if k not in masks: problem(ip, f'missing partner file {mask_dir/ip.name}'); continue
+        out.append((ip.stem, ip, masks[k]))
+    return out
+
+def _grey(arr: np.ndarray, path) -> np.ndarray:
+    if arr.ndim == 3 and (arr == arr[..., :1]).all(): arr = arr[..., 0]
+    if arr.ndim != 2: raise DataError(path, f'expected a grey image, got shape {arr.shape} with differing channels')
+    return arr
+
+def read_covid_png(img_path, mask_path, scale=None) -> tuple[np.ndarray, np.ndarray]:
+    "Image (1,H,W) in [0,1] (`to_unit`) and binary label (H,W) of a PNG pair; the mask must hold only 0 and 255."
+    img = to_unit(_grey(read_image(img_path), img_path), img_path, scale)
+    m = _grey(read_image(mask_path), mask_path)
+    if m.dtype == bool: m = m.astype(np.uint8) * 255
+    check_shapes(img.shape, m.shape, img_path, mask_path)
+    bad = np.setdiff1d(np.unique(m), [0, 255])
+    if len(bad): raise DataError(mask_path, f'mask values {bad[:10].tolist()} besides 0 and 255 (expected a binary 0/255 mask)')
+    return img[None], (m == 255).astype(np.int64)
+
+# %% ../../nbs/03c_datasets.covid_qu.ipynb
+def covid_arrays(folder: Path, scale=None) -> tuple[np.ndarray, np.ndarray]:
+    "Checked images (N,H,W) float32 in [0,1] (`to_unit`) and binary masks (N,H,W) int64 from a study-000 array folder."
     ip, mp = folder/'imgs.npy', check_partner(folder/'imgs.npy', folder/'inf_masks.npy')
     imgs, masks = read_npy(ip), read_npy(mp)
     if imgs.ndim != 3: raise DataError(ip, f'expected N x H x W images, got shape {imgs.shape}')
+    if len(imgs) == 0: raise DataError(ip, 'no images (N = 0)')
     check_shapes(imgs.shape, masks.shape, ip, mp)
-    imgs = check_finite(imgs.astype(np.float32), ip)
-    return imgs / 255 if imgs.max() > 1 else imgs, (masks != 0).astype(np.int64)
+    return to_unit(imgs, ip, scale), (masks != 0).astype(np.int64)
 
-def _covid_2d(split, root, valid='test', seed=0, channels=1):
+# %% ../../nbs/03c_datasets.covid_qu.ipynb
+def _covid_parts(split, valid) -> tuple[str, ...]:
+    "Published PNG folders holding `split`: Train and Val train together unless `valid='val'`."
+    if valid == 'val': return {'train': ('Train',), 'valid': ('Val',), 'test': ('Test',)}[split]
+    return ('Test',) if split == 'test' or (split == 'valid' and valid == 'test') else ('Train', 'Val')
+
+def _covid_png(d, split, valid, seed, groups, scale):
+    png = find_path(d, _COVID_PNG)
+    if not png.is_dir(): png = find_path(d, _COVID_PNG[:1])
+    pairs = [p for part in _covid_parts(split, valid) for g in groups for p in covid_png_pairs(find_path(png, (part, g)))]
+    if split != 'test' and valid not in ('test', 'val'): pairs = split_items(split, pairs, [], valid, seed)
+    read = lambda pair: read_covid_png(pair[1], pair[2], scale)
+    got = [(n, s) for (n, *_), s in zip(pairs, each_item(pairs, read, files=lambda pair: pair[1:])) if s is not None]
+    return [n for n, _ in got], [s[0] for _, s in got], [s[1] for _, s in got]
+
+def _covid_npy(d, split, valid, seed, scale):
+    if valid == 'val': raise ValueError("valid='val' needs the published PNG folders: study 000's arrays merge Train and Val")
     part = 'test' if split == 'test' or (split == 'valid' and valid == 'test') else 'train_and_val'
-    imgs, masks = covid_arrays(find_path(dataset_dir('covid_qu', root), ('Inf_segm', 'data_arrays', 'COVID-19', part)))
+    folder = find_path(d, ('Inf_segm', 'data_arrays', 'COVID-19', part))
+    got = each_item([folder], lambda f: covid_arrays(f, scale), files=lambda f: [f/'imgs.npy', f/'inf_masks.npy'])[0]
+    if got is None: return [], [], []
+    imgs, masks = got
     idx = range(len(imgs)) if part == 'test' else split_items(split, list(range(len(imgs))), [], valid, seed)
-    return SegDataset2D([np.repeat(imgs[i][None], channels, 0) for i in idx], [masks[i] for i in idx],
-                        list(COVID_CLASSES), [f'covid_{part}_{i:05d}' for i in idx])
+    return [f'covid_{part}_{i:05d}' for i in idx], [imgs[i][None] for i in idx], [masks[i] for i in idx]
 
-def write_covid_qu_sample(dest, n_train: int = 6, n_test: int = 3, size: int = 32, spaces: bool = False) -> Path:
-    "A tiny COVID-QU array set; `spaces` uses the original folder names with spaces."
-    d = Path(dest)/'COVID_QU'
-    for part, n in (('train_and_val', n_train), ('test', n_test)):
+def _covid_2d(split, root, valid='test', seed=0, channels=1, groups=('COVID-19',), scale=None):
+    for g in groups: check_choice('group', g, COVID_GROUPS)
+    d = dataset_dir('covid_qu', root)
+    npy = find_path(d, ('Inf_segm',)).is_dir()
+    names, imgs, lbls = _covid_npy(d, split, valid, seed, scale) if npy else _covid_png(d, split, valid, seed, groups, scale)
+    return SegDataset2D([repeat_channels(i, channels, n) for n, i in zip(names, imgs)], lbls, list(COVID_CLASSES), names)
+
+# %% ../../nbs/03c_datasets.covid_qu.ipynb
+def _write_covid_png(d: Path, counts: dict, size: int):
+    base = d.joinpath(*_COVID_PNG)
+    for k, (part, n) in enumerate(counts.items()):
+        imgs, lbls = synthetic_shapes(n + 1, size, 2, seed=k)
+        for i in range(n + 1):
+            group, name = ('COVID-19', f'covid_{k * 100 + i + 1}.png') if i < n else ('Normal', f'Normal ({k + 1}).png')
+            f = base/part/group
+            write_image(f/'images'/name, (np.clip(imgs[i], 0, 1) * 255).astype(np.uint8))
+            write_image(f/'infection masks'/name, ((lbls[i] > 0) * 255 * (i < n)).astype(np.uint8))
+            write_image(f/'lung masks'/name, np.full((size, size), 255, np.uint8))
+
+def _write_covid_npy(d: Path, counts: dict, size: int, spaces: bool):
+    for part, n in (('train_and_val', counts['Train'] + counts['Val']), ('test', counts['Test'])):
         imgs, lbls = synthetic_shapes(n, size, 2, seed=n)
-        f = d/'Inf_segm'/'data_arrays'/'COVID-19'/(part.replace('_', ' ') if spaces else part)
+        f = d/'Inf_segm'/('data arrays' if spaces else 'data_arrays')/'COVID-19'/(part.replace('_', ' ') if spaces else part)
         f.mkdir(parents=True, exist_ok=True)
         np.save(f/'imgs.npy', (np.clip(imgs, 0, 1) * 255).astype(np.uint8))
         np.save(f/'inf_masks.npy', (lbls * 255).astype(np.uint8))
+
+def write_covid_qu_sample(dest, n_train: int = 4, n_val: int = 2, n_test: int = 3, size: int = 32,
+                          layout: str = 'png', spaces: bool = False) -> Path:
+    "A tiny COVID-QU: the Kaggle PNG folders (`layout='png'`) or study 000's arrays (`'npy'`; `spaces` as the study spelt its folders)."
+    d, counts = Path(dest)/'COVID_QU', {'Train': n_train, 'Val': n_val, 'Test': n_test}
+    if check_choice('layout', layout, ('png', 'npy')) == 'png': _write_covid_png(d, counts, size)
+    else: _write_covid_npy(d, counts, size, spaces)
     return d
 
 register_dataset('covid_qu', load_2d=_covid_2d, write_sample=write_covid_qu_sample, folders=('COVID_QU',),
-                 layout='COVID_QU/Inf_segm/data_arrays/COVID-19/{train_and_val,test}/{imgs,inf_masks}.npy (N x 256 x 256)',
+                 layout='COVID_QU/Infection Segmentation Data/Infection Segmentation Data/{Train,Val,Test}/COVID-19/'
+                        '{images,infection masks}/<name>.png (the Kaggle download), or study 000\'s arrays '
+                        'COVID_QU/Inf_segm/data arrays/COVID-19/{train and val,test}/{imgs,inf_masks}.npy (N x 256 x 256)',
                  url='https://www.kaggle.com/datasets/anasmohammedtahir/covidqu')

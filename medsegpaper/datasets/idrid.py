@@ -6,14 +6,18 @@
 from __future__ import annotations
 from pathlib import Path
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..core import check_choice
 from ..io import *
 from .core import *
 from .embedded import *
+from .covid_qu import find_path
 
 # %% auto 0
-__all__ = ['IDRID_LESIONS', 'idrid_files', 'read_idrid_sample', 'tiles', 'write_idrid_sample']
+__all__ = ['IDRID_LESIONS', 'IDRID_LABEL_RESIZES', 'lesion_masks', 'idrid_files', 'lesion_mask', 'resize_lesion',
+           'read_idrid_sample', 'tiles', 'write_idrid_sample']
 
 # %% ../../nbs/03d_datasets.idrid.ipynb
 IDRID_LESIONS = {'MA': ('microaneurysms', '1. Microaneurysms'), 'HE': ('haemorrhages', '2. Haemorrhages', '2. Haemarrhages'),
@@ -21,31 +25,68 @@ IDRID_LESIONS = {'MA': ('microaneurysms', '1. Microaneurysms'), 'HE': ('haemorrh
                  'OD': ('optic_disc', '5. Optic Disc')}
 _IDRID_PARTS = {'train': 'a. Training Set', 'test': 'b. Testing Set'}
 
+def _shown(names, n: int = 10) -> str: return ', '.join(names[:n]) + (f', ... ({len(names) - n} more)' if len(names) > n else '')
+
+def lesion_masks(gt_dir: Path, lesion: str, stems: list) -> dict[str, Path]:
+    "Lower-case image stem -> its `lesion` mask in `gt_dir`; images without one are a counted warning, all without an error."
+    folder = find_path(gt_dir, (IDRID_LESIONS[lesion][1:],))
+    tifs = [p for p in (sorted(folder.iterdir()) if folder.is_dir() else []) if p.suffix.lower() in ('.tif', '.tiff')]
+    suffix, known = f'_{lesion.lower()}', {s.lower() for s in stems}
+    found = {p.stem.lower()[:-len(suffix)]: p for p in tifs if p.stem.lower().endswith(suffix)}
+    for p in tifs:
+        if p.stem.lower()[:-len(suffix)] not in known or not p.stem.lower().endswith(suffix):
+            problem(p, f'not the {lesion} mask of any image (expected <image>{suffix.upper()}.tif with <image> one of {_shown(stems, 3)})')
+    missing = [s for s in stems if s.lower() not in found]
+    if len(missing) == len(stems):
+        where = f'{len(tifs)} .tif files there' if folder.is_dir() else f'folder not found; {gt_dir} has: {_shown(sorted(p.name for p in gt_dir.iterdir()) if gt_dir.is_dir() else [])}'
+        problem(folder, f'no {lesion} mask for any of the {len(stems)} images ({where})')
+    elif missing:
+        data_warning(folder, f'{len(missing)} of {len(stems)} images have no {lesion} mask: {_shown(missing)}')
+    return {k: v for k, v in found.items() if k in known}
+
 def idrid_files(d: Path, part: str, lesions) -> list[tuple[str, Path, dict]]:
     "(name, image, {lesion: mask path or None}) for the IDRiD `part` ('train' or 'test')."
-    seg = next((p for p in (d/'Segmentation'/'A. Segmentation', d/'A. Segmentation') if p.is_dir()), d/'Segmentation'/'A. Segmentation')
-    img_dir, gt_dir = seg/'1. Original Images'/_IDRID_PARTS[part], seg/'2. All Segmentation Groundtruths'/_IDRID_PARTS[part]
-    imgs = sorted(p for p in img_dir.glob('*') if p.suffix.lower() in ('.jpg', '.jpeg')) if img_dir.is_dir() else []
+    seg = find_path(d, ('Segmentation', 'A. Segmentation'))
+    if not seg.is_dir(): seg = find_path(d, ('A. Segmentation',))
+    img_dir = find_path(seg, ('1. Original Images', _IDRID_PARTS[part]))
+    gt_dir = find_path(seg, ('2. All Segmentation Groundtruths', _IDRID_PARTS[part]))
+    imgs = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in ('.jpg', '.jpeg')) if img_dir.is_dir() else []
     if not imgs: raise DataError(img_dir, 'no .jpg images; expected layout:\n' + DATASETS['idrid'].layout)
-    out = []
-    for ip in imgs:
-        masks = {}
-        for les in lesions:
-            cands = [gt_dir/folder/f'{ip.stem}_{les}.tif' for folder in IDRID_LESIONS[les][1:]]
-            masks[les] = next((c for c in cands if c.is_file()), None)
-        out.append((ip.stem, ip, masks))
-    return out
+    masks = {les: lesion_masks(gt_dir, les, [p.stem for p in imgs]) for les in lesions}
+    return [(ip.stem, ip, {les: masks[les].get(ip.stem.lower()) for les in lesions}) for ip in imgs]
 
-def read_idrid_sample(img_path, masks: dict, size=None, crop: int = 0):
-    "Image (3,H,W) in [0,1] and label (H,W): class k+1 where the k-th lesion mask is set (missing: none); `crop` px left/right, then `size`."
-    img = read_image(img_path, 'RGB').transpose(2, 0, 1).astype(np.float32) / 255
-    lbl = np.zeros(img.shape[1:], np.int64)
+# %% ../../nbs/03d_datasets.idrid.ipynb
+IDRID_LABEL_RESIZES = ('nearest', 'bilinear_nonzero')
+
+def lesion_mask(path) -> np.ndarray:
+    "The mask (H,W) of a lesion file as stored: the maximum over its colour channels (alpha ignored)."
+    m = read_image(path)
+    return m[..., :3].max(-1) if m.ndim == 3 else m
+
+def resize_lesion(mask: np.ndarray, hw, label_resize: str = 'nearest') -> np.ndarray:
+    "Bool lesion mask resized to `hw` (None: as is): 'nearest', or 'bilinear_nonzero' (bilinear, rounded to grey levels, != 0)."
+    check_choice('label_resize', label_resize, IDRID_LABEL_RESIZES)
+    if hw is None or tuple(hw) == mask.shape: return mask != 0
+    near = label_resize == 'nearest'
+    t = torch.from_numpy(np.asarray(mask != 0 if near else mask, np.float64))[None, None]
+    mode = dict(mode='nearest-exact') if near else dict(mode='bilinear', align_corners=False, antialias=False)
+    v = F.interpolate(t, size=tuple(hw), **mode)[0, 0].numpy()
+    if not near and not np.issubdtype(mask.dtype, np.floating): v = np.floor(v + 0.5)
+    return v != 0
+
+# %% ../../nbs/03d_datasets.idrid.ipynb
+def read_idrid_sample(img_path, masks: dict, size=None, crop: int = 0, label_resize: str = 'nearest'):
+    "Image (3,H,W) in [0,1] and label (H,W): class k+1 where the k-th lesion mask is set; `crop` px left/right, then `size`."
+    img = to_unit(read_image(img_path, 'RGB'), img_path).transpose(2, 0, 1)
+    cut = (lambda a: a[..., crop:-crop]) if crop else (lambda a: a)
+    hw = size_hw(size)
+    lbl = np.zeros(hw or cut(img).shape[1:], np.int64)
     for k, p in enumerate(masks.values()):
         if p is None: continue
-        m = read_mask(p); check_shapes(img.shape[1:], m.shape, img_path, p)
-        lbl[m] = k + 1
-    if crop: img, lbl = np.ascontiguousarray(img[:, :, crop:-crop]), lbl[:, crop:-crop]
-    img, lbl, _ = resize_sample(img, lbl, None, size)
+        m = lesion_mask(p); check_shapes(img.shape[1:], m.shape, img_path, p)
+        lbl[resize_lesion(cut(m), hw, label_resize)] = k + 1
+    img = np.ascontiguousarray(cut(img))
+    if hw: img = F.interpolate(torch.from_numpy(img[None]), size=hw, mode='bilinear', antialias=True, align_corners=False)[0].numpy()
     return img, lbl
 
 def tiles(img: np.ndarray, lbl: np.ndarray, tile: int, stride: int, min_mean: float = 0.):
@@ -56,27 +97,36 @@ def tiles(img: np.ndarray, lbl: np.ndarray, tile: int, stride: int, min_mean: fl
             t = img[:, y:y + tile, x:x + tile]
             if t.mean() >= min_mean: yield y, x, t, lbl[y:y + tile, x:x + tile]
 
+# %% ../../nbs/03d_datasets.idrid.ipynb
 def _idrid_2d(split, root, lesions=('MA',), tile=False, valid='test', seed=0, size=None, cache=True,
-              crop=96, resize=(1120, 2240), tile_size=448, train_stride=112, min_mean=0.01):
+              crop=96, resize=(1120, 2240), tile_size=448, train_stride=112, min_mean=0.01,
+              label_resize='nearest', missing='background'):
     for les in lesions: check_choice('lesion', les, IDRID_LESIONS)
-    d = dataset_dir('idrid', root)
-    files = split_items(split, idrid_files(d, 'train', lesions) if split != 'test' else [],
-                        idrid_files(d, 'test', lesions) if split == 'test' or valid == 'test' else [], valid, seed)
-    classes = ['background'] + [IDRID_LESIONS[l][0] for l in lesions]
+    check_choice('label_resize', label_resize, IDRID_LABEL_RESIZES); check_choice('missing', missing, ('background', 'drop'))
+    d, from_test = dataset_dir('idrid', root), split == 'test' or (split == 'valid' and valid == 'test')
+    files = split_items(split, [] if from_test else idrid_files(d, 'train', lesions),
+                        idrid_files(d, 'test', lesions) if from_test else [], valid, seed)
+    if missing == 'drop': files = [f for f in files if all(f[2].values())]
+    geometry = dict(size=(resize[1], resize[0]), crop=crop) if tile else dict(size=size)
+    def read(f):
+        name, ip, masks = f
+        return cached(read_idrid_sample, [ip, *[m for m in masks.values() if m]],
+                      dict(img_path=str(ip), masks={k: v and str(v) for k, v in masks.items()}, label_resize=label_resize, **geometry),
+                      reader_cache(root, cache))
     imgs, lbls, names = [], [], []
-    for name, ip, masks in files:
-        geometry = dict(size=(resize[1], resize[0]), crop=crop) if tile else dict(size=size)
-        img, lbl = cached(read_idrid_sample, [ip, *[m for m in masks.values() if m]],
-                          dict(img_path=str(ip), masks={k: v and str(v) for k, v in masks.items()}, **geometry), reader_cache(root, cache))
+    for (name, *_), got in zip(files, each_item(files, read, files=lambda f: [f[1], *[m for m in f[2].values() if m]])):
+        if got is None: continue
+        img, lbl = got
         if not tile: imgs.append(img); lbls.append(lbl); names.append(name); continue
         for y, x, ti, tl in tiles(img, lbl, tile_size, train_stride if split == 'train' else tile_size, min_mean):
             if split == 'train': imgs.append(ti); lbls.append(tl); names.append(f'{name}_y{y}_x{x}'); continue
             for qy, qx, qi, ql in tiles(ti, tl, tile_size // 2, tile_size // 2):
                 imgs.append(qi); lbls.append(ql); names.append(f'{name}_y{y + qy}_x{x + qx}')
-    return SegDataset2D(imgs, lbls, classes, names)
+    return SegDataset2D(imgs, lbls, ['background'] + [IDRID_LESIONS[l][0] for l in lesions], names)
 
+# %% ../../nbs/03d_datasets.idrid.ipynb
 def write_idrid_sample(dest, n_train: int = 3, n_test: int = 2, size=(48, 72), lesions=('MA', 'HE')) -> Path:
-    "A tiny IDRiD: JPEG images, TIFF masks for `lesions` (image 1 has no HE mask), haemorrhages folder spelt as published."
+    "A tiny IDRiD: JPEG images, RGB TIFF masks for `lesions` (image 1 has no HE mask), folders named as published."
     seg = Path(dest)/'idrid'/'Segmentation'/'A. Segmentation'
     for i in range(n_train + n_test):
         part = _IDRID_PARTS['train' if i < n_train else 'test']
