@@ -142,16 +142,15 @@ def test_covid_nan_images(tmp_path):
     with pytest.raises(DataError, match='imgs.npy: 3072 NaN/inf'): load_2d('covid_qu', 'test', tmp_path)
 
 
-def test_av_bad_colour_and_truncated_image(tmp_path):
+def test_av_colour_label_and_truncated_image(tmp_path):
     d = D.write_av_sample(tmp_path, 'drive_av')
-    lbl = d/'test/1st_manual/05_test.png'
+    lbl = d/'test/1st_manual/01_test.png'
     from medsegpaper.io import read_image, write_image
-    arr = read_image(lbl); arr[0, 0] = (255, 0, 255)
-    write_image(lbl, arr)
-    with pytest.raises(DataError, match=r'05_test.png: 1 pixels with label colours \[\(255, 0, 255\)\]'): load_2d('drive_av', 'test', tmp_path)
-    img = d/'training/images/01_training.tif'
+    write_image(lbl, np.stack([read_image(lbl)] * 3, -1))
+    with pytest.raises(DataError, match=r'01_test.png: label with 3 channels; expected one channel'): load_2d('drive_av', 'test', tmp_path)
+    img = d/'training/images/21_training.tif'
     img.write_bytes(img.read_bytes()[:300])
-    with pytest.raises(DataError, match='01_training.tif: unreadable image'): load_2d('drive_av', 'train', tmp_path, valid='test')
+    with pytest.raises(DataError, match='21_training.tif: '): load_2d('drive_av', 'train', tmp_path, valid='test')
 
 
 def test_oct_v73_missing_variable_and_nan_handling(tmp_path):

@@ -5,107 +5,180 @@
 # %% ../../nbs/03g_datasets.retina_av.ipynb 2
 from __future__ import annotations
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 import numpy as np
 from PIL import Image
 
 from ..core import check_choice
 from ..io import *
 from .core import *
-from .embedded import *
 
 # %% auto 0
-__all__ = ['AV_CLASSES', 'AV_COLOURS', 'IMAGE_SUFFIXES', 'AV_SAMPLE_FORMATS', 'file_key', 'image_files', 'av_labels',
-           'read_label_image', 'read_av_sample', 'av_files', 'write_av_sample']
+__all__ = ['AV_CLASSES', 'AV_LAYOUTS', 'AVLayout', 'av_files', 'read_av_image', 'read_av_label', 'read_fov_mask',
+           'read_av_sample', 'av_sample_arrays', 'write_av_sample']
 
 # %% ../../nbs/03g_datasets.retina_av.ipynb
 AV_CLASSES = ['background', 'artery', 'vein', 'crossing_uncertain']
-AV_COLOURS = {(0, 0, 0): 0, (1, 0, 0): 1, (0, 0, 1): 2, (0, 1, 0): 3, (1, 1, 1): 3}
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp', '.ppm')
 
-def file_key(path) -> str:
-    "A file's pairing key: its stem without known suffixes; DRIVE's `NN_training`/`NN_manual1` -> `NN`."
-    stem = Path(path).name.split('.')[0]
-    stem = re.sub(r'(_mask|_manual1|_manual|_av|_gt|_label|_labels)$', '', stem, flags=re.I)
-    m = re.fullmatch(r'(\d+)_(training|test|manual1)', stem)
-    return m.group(1) if m else stem
+@dataclass(frozen=True)
+class AVLayout:
+    "File names of one AV dataset: its folder, an image-name regex (group 1 the stem), label and mask names from the stem."
+    folder: str
+    image: str
+    label: str
+    mask: str
+    mask_mode: str  # PIL mode of the real masks: 'L' 0/255, 'P' 0/1, 'RGB' 0/255
+    sample_image: Callable  # (split, i) -> image name the sample writer uses
+    names: str
 
-def image_files(folder: Path) -> dict[str, Path]:
-    "Image files in `folder` by `file_key`."
-    return {file_key(p): p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith('.')}
+AV_LAYOUTS = {
+    'drive_av': AVLayout('DRIVE_AV', r'(\d+_(?:training|test))\.tif', '{}.png', '{}_mask.gif', 'L',
+                         lambda split, i: f'{i + (21 if split == "training" else 1):02d}_{split}.tif',
+                         'NN_training.tif / NN_training.png / NN_training_mask.gif (and _test)'),
+    'les_av': AVLayout('LES-AV', r'(\d+)\.png', '{}.png', '{}_mask.gif', 'P',
+                       lambda split, i: f'{i + (11 if split == "training" else 201)}.png', 'NNN.png / NNN.png / NNN_mask.gif'),
+    'hrf_av': AVLayout('HRF-AV', r'(\d+_(?:dr|g|h))\.jpg', '{}_AVmanual.png', '{}_mask.tif', 'RGB',
+                       lambda split, i: f'{i // 3 + (1 if split == "training" else 9):02d}_{"dr.JPG g.jpg h.jpg".split()[i % 3]}',
+                       'NN_x.JPG or .jpg (x in dr/g/h) / NN_x_AVmanual.png / NN_x_mask.tif')}
 
-def av_labels(arr: np.ndarray, path) -> np.ndarray:
-    "AV label map (0..3) from an RGB-coloured or single-channel label image `arr` read from `path`."
-    if arr.ndim == 2: return check_labels(arr, len(AV_CLASSES), path)
-    bits = (arr[..., :3] > 127).astype(np.int64)
-    code = bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]
-    lut = np.full(8, -1); lut[[r * 4 + g * 2 + b for r, g, b in AV_COLOURS]] = list(AV_COLOURS.values())
-    out = lut[code]
-    if (out < 0).any():
-        bad = sorted({tuple(255 * v for v in c) for c in bits[out < 0].tolist()})
-        raise DataError(path, f'{int((out < 0).sum())} pixels with label colours {bad} (binarised at 128); '
-                              f'expected {[tuple(255 * v for v in c) for c in AV_COLOURS]}')
+# %% ../../nbs/03g_datasets.retina_av.ipynb
+def _by_name(folder: Path) -> dict[str, Path]:
+    "Files of `folder` by lower-cased name, hidden files left out; empty when the folder is missing."
+    return {p.name.lower(): p for p in sorted(folder.iterdir()) if not p.name.startswith('.')} if folder.is_dir() else {}
+
+def _vessel_map_hint(stem: str, labels: dict) -> str:
+    "A note when DRIVE's binary vessel annotation (`NN_manual1.gif`) stands where the AV label of `stem` belongs."
+    found = [p.name for n, p in labels.items() if re.fullmatch(rf'{stem.split("_")[0]}_manual\d\.gif', n)]
+    return f" ({found[0]} there is DRIVE's binary vessel map, not artery/vein labels)" if found else ''
+
+def av_files(folder, layout: AVLayout) -> list[tuple[str, Path, Path, Path]]:
+    "(stem, image, label, mask) of every image of an AV split `folder`; a missing partner is a `problem`, its image skipped."
+    folder = Path(folder)
+    imgs, lbls, masks = (_by_name(folder/f) for f in ('images', '1st_manual', 'mask'))
+    stems = {n: m.group(1) for n, p in imgs.items() if (m := re.fullmatch(layout.image, p.name, re.I))}
+    if not stems: problem(folder/'images', f'no images named as in {layout.names} (layout {{training,test}}/{{images,1st_manual,mask}})'); return []
+    out, used = [], set(stems)
+    for n, stem in stems.items():
+        lbl, mask = layout.label.format(stem).lower(), layout.mask.format(stem).lower()
+        used.update((lbl, mask))
+        missing = [folder/part/name for part, files, name in (('1st_manual', lbls, lbl), ('mask', masks, mask)) if name not in files]
+        if missing: problem(imgs[n], f'missing partner file {", ".join(map(str, missing))}' + _vessel_map_hint(stem, lbls))
+        else: out.append((stem, imgs[n], lbls[lbl], masks[mask]))
+    for part, files in (('images', imgs), ('1st_manual', lbls), ('mask', masks)):
+        if odd := sorted(p.name for n, p in files.items() if n not in used):
+            data_warning(folder/part, f'{len(odd)} files belong to no image ({layout.names}): {", ".join(odd[:5])}')
     return out
 
-def read_label_image(path) -> np.ndarray:
-    "A label image as stored: palette images converted to RGB colours, others as they are."
-    with Image.open(path) as im: palette = im.mode == 'P'
-    return read_image(path, 'RGB' if palette else None)
+# %% ../../nbs/03g_datasets.retina_av.ipynb
+def _channels(arr: np.ndarray) -> str:
+    "'one channel' or 'N channels': how many `arr` (H,W) or (H,W,C) has (else its shape)."
+    return {2: 'one channel', 3: f'{arr.shape[-1]} channels'}.get(arr.ndim, f'shape {arr.shape}')
 
-def read_av_sample(img_path, lbl_path, mask_path, size=None):
-    "Checked (image (3,H,W) in [0,1], label (H,W), FOV mask (H,W)) of one AV image."
-    img = read_image(img_path, 'RGB').transpose(2, 0, 1).astype(np.float32) / 255
-    lbl, mask = av_labels(read_label_image(lbl_path), lbl_path), read_mask(mask_path)
+def _values(arr: np.ndarray) -> np.ndarray:
+    "The distinct values of `arr` (by counting for uint8, much faster than sorting on large images)."
+    return np.flatnonzero(np.bincount(arr.ravel())) if arr.dtype == np.uint8 else np.unique(arr)
+
+def read_av_image(path, scale: float | None = None) -> np.ndarray:
+    "A fundus photograph as (3,H,W) float32 in [0,1]; anything but RGB is an error naming the file."
+    arr = read_image(path)
+    if arr.ndim != 3 or arr.shape[2] != 3: raise DataError(path, f'image with {_channels(arr)}; expected an RGB fundus photograph')
+    return to_unit(np.ascontiguousarray(arr.transpose(2, 0, 1)), path, scale)
+
+def read_av_label(path) -> np.ndarray:
+    "An AV label map (H,W) int64 from a one-channel file: 0 background, 1 artery, 2 vein, 3 crossing/uncertain."
+    arr = read_image(path)
+    if arr.ndim != 2: raise DataError(path, f'label with {_channels(arr)}; expected one channel of 0 background, 1 artery, 2 vein, 3 crossing/uncertain')
+    vals = _values(arr)
+    if arr.dtype == bool or vals.tolist() == [0, 255]:
+        raise DataError(path, "a binary vessel map (values 0/255, like DRIVE's NN_manual1.gif), not artery/vein labels 0..3")
+    check_labels(vals, len(AV_CLASSES), path)
+    return arr.astype(np.int64)
+
+def read_fov_mask(path) -> np.ndarray:
+    "A field-of-view mask (H,W) bool from one channel or equal RGB channels holding 0 outside and one value inside."
+    arr = read_image(path)
+    if arr.ndim == 3 and not (arr == arr[..., :1]).all():
+        raise DataError(path, f'mask with {_channels(arr)} that differ; expected a grey field-of-view mask')
+    arr = arr[..., 0] if arr.ndim == 3 else read_image(path, 'L')  # a palette image's grey levels, not its indices
+    vals = _values(arr)
+    if len(vals) != 2 or vals[0] != 0: raise DataError(path, f'mask values {vals[:8].tolist()}; expected 0 outside and one value inside the field of view')
+    return arr > 0
+
+def read_av_sample(img_path, lbl_path, mask_path, size=None, scale=None):
+    "Checked (image (3,H,W) in [0,1], label (H,W) 0..3, FOV mask (H,W) bool) of one AV image, optionally resized."
+    img, lbl, mask = read_av_image(img_path, scale), read_av_label(lbl_path), read_fov_mask(mask_path)
     check_shapes(img.shape[1:], lbl.shape, img_path, lbl_path)
     check_shapes(img.shape[1:], mask.shape, img_path, mask_path)
     return resize_sample(img, lbl, mask, size)
 
-def av_files(folder: Path) -> list[tuple[str, Path, Path, Path]]:
-    "(key, image, label, mask) for every image of an AV split folder; a missing partner is an error."
-    imgs, lbls, masks = (image_files(folder/f) if (folder/f).is_dir() else {} for f in ('images', '1st_manual', 'mask'))
-    if not imgs: raise DataError(folder/'images', 'no images (expected {training,test}/{images,1st_manual,mask})')
-    for k, p in imgs.items():
-        for part, files in (('1st_manual', lbls), ('mask', masks)):
-            if k not in files: raise DataError(p, f'missing partner file: no file with key {k!r} in {folder/part}')
-    return [(k, imgs[k], lbls[k], masks[k]) for k in imgs]
+# %% ../../nbs/03g_datasets.retina_av.ipynb
+def _warn_missing_av(folder: Path, names: list, labels: list):
+    "One counted warning naming the labels of `names` that have no artery or no vein pixels."
+    lacking = [n for n, l in zip(names, labels) if not ((l == 1).any() and (l == 2).any())]
+    if lacking: data_warning(folder, f'{len(lacking)} of {len(names)} labels have no artery or no vein pixels: {", ".join(lacking[:5])}')
 
-def _av_reader(name):
-    def load(split, root, valid=0.1, seed=42, size=None, cache=True):
-        d = dataset_dir(name, root)
-        files = split_items(split, av_files(d/'training') if split != 'test' else [],
-                            av_files(d/'test') if split == 'test' or valid == 'test' else [], valid, seed)
-        out = [cached(read_av_sample, [ip, lp, mp], dict(img_path=str(ip), lbl_path=str(lp), mask_path=str(mp), size=size),
-                      reader_cache(root, cache)) for _, ip, lp, mp in files]
-        return SegDataset2D([o[0] for o in out], [o[1] for o in out], list(AV_CLASSES), [f'{name}_{k}' for k, *_ in files],
-                            [o[2] for o in out])
+def _av_reader(name: str):
+    "The `load_2d` reader of AV dataset `name`."
+    layout = AV_LAYOUTS[name]
+    def load(split, root, valid=0.1, seed=42, size=None, scale=None, cache=True):
+        d, folder = dataset_dir(name, root), reader_cache(root, cache)
+        train = av_files(d/'training', layout) if split != 'test' else []
+        test = av_files(d/'test', layout) if split == 'test' or (split == 'valid' and valid == 'test') else []
+        files = split_items(split, train, test, valid, seed)
+        read = lambda f: cached(read_av_sample, f[1:], dict(img_path=str(f[1]), lbl_path=str(f[2]), mask_path=str(f[3]),
+                                                           size=size, scale=scale), folder)
+        pairs = [(f, o) for f, o in zip(files, each_item(files, read, files=lambda f: f[1:])) if o is not None]
+        names, (imgs, lbls, masks) = [f'{name}_{f[0]}' for f, _ in pairs], ([o[i] for _, o in pairs] for i in range(3))
+        _warn_missing_av(d, names, lbls)
+        return SegDataset2D(imgs, lbls, list(AV_CLASSES), names, masks)
     return load
 
 # %% ../../nbs/03g_datasets.retina_av.ipynb
-AV_SAMPLE_FORMATS = {'drive_av': ('DRIVE_AV', '{k}_{part}.tif', '{k}_{part}.png', '{k}_{part}_mask.gif', 'rgb', 'gif'),
-                     'les_av': ('LES_AV', '{k}.png', '{k}.png', '{k}.gif', 'index', 'palette'),
-                     'hrf_av': ('HRF_AV', '{k}_dr.jpg', '{k}_dr_AV.png', '{k}_dr_mask.tif', 'rgb', 'rgb')}
+def _save(path, arr: np.ndarray, palette=None) -> Path:
+    "Write uint8 `arr` as the real files are stored: TIFF with LZW, GIF with its grey palette kept (mode L)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(arr, 'P' if palette else None)
+    if palette: im.putpalette(palette)
+    im.save(path, **{'.tif': dict(compression='tiff_lzw'), '.gif': dict(optimize=False)}.get(path.suffix.lower(), {}))
+    return path
+
+def av_sample_arrays(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "A fundus-like RGB image (uint8), its AV label (0..3, uint8) and circular field of view (bool), each its own."
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = (size - 1) / 2 + rng.uniform(-1.5, 1.5, 2)  # no two masks byte-identical, as in the real data
+    fov = np.hypot(yy - cy, xx - cx) < size / 2 - 2
+    r, c = rng.integers(size // 3, 2 * size // 3, 2)
+    art, vein = abs(yy - r) <= size // 16, abs(xx - c) <= size // 16
+    lbl = (np.select([art & vein, art, vein], [3, 1, 2], 0) * fov).astype(np.uint8)
+    img = fov[..., None] * np.array([190., 90, 40]) - (lbl > 0)[..., None] * np.array([70., 50, 20]) + rng.normal(0, 4, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8), lbl, fov
 
 def write_av_sample(dest, name: str = 'drive_av', n_train: int = 4, n_test: int = 2, size: int = 40) -> Path:
-    "A tiny AV dataset `name` in that dataset's layout and file formats."
-    folder, img_f, lbl_f, mask_f, lbl_kind, mask_kind = AV_SAMPLE_FORMATS[check_choice('AV dataset', name, AV_SAMPLE_FORMATS)]
-    colours = np.array([(0, 0, 0), (255, 0, 0), (0, 0, 255), (0, 255, 0) if name == 'hrf_av' else (255, 255, 255)], np.uint8)
-    for i in range(n_train + n_test):
-        part, k = ('training', 'test')[i >= n_train], f'{i + 1:02d}'
-        d = Path(dest)/folder/part
-        imgs, lbls = synthetic_shapes(1, size, 4, seed=i)
-        fov = np.hypot(*np.mgrid[:size, :size] - size / 2) < size / 2
-        lbls[0][~fov] = 0
-        write_image(d/'images'/img_f.format(k=k, part=part), (np.stack([np.clip(imgs[0], 0, 1)] * 3, -1) * 255).astype(np.uint8))
-        write_image(d/'1st_manual'/lbl_f.format(k=k, part=part), colours[lbls[0]] if lbl_kind == 'rgb' else lbls[0])
-        m = fov.astype(np.uint8)
-        write_image(d/'mask'/mask_f.format(k=k, part=part), *((m, [0, 0, 0, 255, 255, 255]) if mask_kind == 'palette' else
-                                                             ((np.stack([m * 255] * 3, -1),) if mask_kind == 'rgb' else (m * 255,))))
-    return Path(dest)/folder
+    "A tiny AV dataset `name` in its real layout, file names, formats and modes."
+    layout = AV_LAYOUTS[check_choice('AV dataset', name, AV_LAYOUTS)]
+    for split, n in (('training', n_train), ('test', n_test)):
+        d = Path(dest)/layout.folder/split
+        for i in range(n):
+            img_name = layout.sample_image(split, i)
+            stem = re.fullmatch(layout.image, img_name, re.I).group(1)
+            img, lbl, fov = av_sample_arrays(size, seed=i + (split == 'test') * 1000)
+            _save(d/'images'/img_name, img)
+            _save(d/'1st_manual'/layout.label.format(stem), lbl)
+            m = fov.astype(np.uint8)
+            _save(d/'mask'/layout.mask.format(stem), *{'L': (m * 255,), 'P': (m, [0, 0, 0, 255, 255, 255]),
+                                                        'RGB': (np.stack([m * 255] * 3, -1),)}[layout.mask_mode])
+    return Path(dest)/layout.folder
 
-_AV_URLS = {'drive_av': 'https://drive.grand-challenge.org/ (AV labels: https://medicine.uiowa.edu/eye/rite-dataset)',
-            'les_av': 'https://figshare.com/search?q=LES-AV (Orlando et al., MICCAI 2018)',
-            'hrf_av': 'https://www5.cs.fau.de/research/data/fundus-images/ (AV labels: Hemelings et al. 2019)'}
-for _n, (_f, *_) in AV_SAMPLE_FORMATS.items():
+_AV_SOURCES = {'drive_av': 'https://drive.grand-challenge.org/ (AV labels: RITE, https://medicine.uiowa.edu/eye/rite-dataset)',
+               'les_av': 'https://figshare.com/search?q=LES-AV (Orlando et al., MICCAI 2018)',
+               'hrf_av': 'https://www5.cs.fau.de/research/data/fundus-images/ (AV labels: Hemelings et al. 2019)'}
+for _n, _l in AV_LAYOUTS.items():
     register_dataset(_n, load_2d=_av_reader(_n), write_sample=lambda dest, _n=_n, **kw: write_av_sample(dest, _n, **kw),
-                     folders=(_f, _f.replace('_', '-')), url=_AV_URLS[_n],
-                     layout=f'{_f}/{{training,test}}/{{images,1st_manual,mask}}/ (labels RGB or 0..3, FOV masks GIF/TIFF)')
+                     folders=(_l.folder,),
+                     url=f'https://github.com/rmaphoh/Learning_AVSegmentation/tree/main/data/{_l.folder} (study 002\'s copy); '
+                         f'originally {_AV_SOURCES[_n]}',
+                     layout=f'{_l.folder}/{{training,test}}/{{images,1st_manual,mask}}/: {_l.names}; '
+                            'labels one channel 0 background, 1 artery, 2 vein, 3 crossing/uncertain')
