@@ -4,7 +4,7 @@
 
 # %% ../../nbs/03j_datasets.cli.ipynb 2
 from __future__ import annotations
-import sys, json, hashlib, inspect, argparse
+import sys, ast, json, hashlib, inspect, argparse
 from pathlib import Path
 
 from ..core import check_choice
@@ -14,7 +14,7 @@ import numpy as np
 from .core import *
 
 # %% auto 0
-__all__ = ['check_dataset', 'layouts_markdown', 'data_cli']
+__all__ = ['check_dataset', 'layouts_markdown', 'parse_opts', 'data_cli']
 
 # %% ../../nbs/03j_datasets.cli.ipynb
 def _load_split(spec, split, root, opts):
@@ -59,8 +59,18 @@ def layouts_markdown() -> str:
         rows.append(f'| {n} | {forms} | `{sp.layout}` | {sp.url} |')
     return '\n'.join(rows)
 
-def _print_check(name, root, as_json: bool) -> int:
-    report = check_dataset(name, root)
+def parse_opts(pairs) -> dict:
+    "Reader options from `KEY=VALUE` strings; a VALUE is read as a Python literal (`0.2`, `('MA','HE')`, `True`) or else kept as text."
+    opts = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition('=')
+        if not sep or not key.isidentifier(): raise ValueError(f'--opt {pair!r}: expected KEY=VALUE, e.g. --opt valid=0.2')
+        try: opts[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError): opts[key] = value
+    return opts
+
+def _print_check(name, root, as_json: bool, opts: dict) -> int:
+    report = check_dataset(name, root, **opts)
     if as_json: print(json.dumps(report.as_dict(), indent=1))
     else:
         for part, line in report.parts.items(): print(f'{name} {part}: {line}')
@@ -75,17 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument('name', help=f'one of: {", ".join(DATASETS)}')
     chk.add_argument('--root', help='data root (default: $MEDSEGPAPER_DATA or ./data)')
     chk.add_argument('--json', action='store_true', help='print the report as JSON')
+    chk.add_argument('--opt', action='append', metavar='KEY=VALUE', help="a reader option, e.g. --opt \"lesions=('MA','HE')\" (repeatable)")
     smp = sub.add_parser('sample', help='write a tiny dataset in the real layout')
     smp.add_argument('name'); smp.add_argument('dir')
     sub.add_parser('list', help='print every dataset with its layout and source')
     return parser
 
 def data_cli(argv=None) -> int:
-    "`medsegpaper-data check <name> [--root PATH] [--json]` | `sample <name> <dir>` | `list`; returns the exit status."
+    "`medsegpaper-data check <name> [--root PATH] [--json] [--opt K=V ...]` | `sample <name> <dir>` | `list`; returns the exit status."
     args = _parser().parse_args(argv)
     try:
         if args.command == 'list': print(layouts_markdown())
-        elif args.command == 'check': return _print_check(args.name, args.root, args.json)
+        elif args.command == 'check': return _print_check(args.name, args.root, args.json, parse_opts(args.opt))
         else:
             spec = DATASETS[check_choice('dataset', args.name, DATASETS)]
             if spec.write_sample is None: raise ValueError(f'dataset {args.name!r} is built in or generated; it has no sample to write')

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/03_datasets.core.ipynb 2
 from __future__ import annotations
-import json, hashlib, warnings
+import json, hashlib, inspect, warnings
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,10 +21,10 @@ from ..io import *
 # %% auto 0
 __all__ = ['SPLITS', 'DATASETS', 'SPLIT_PATTERN', 'SegDataset2D', 'Volume', 'Finding', 'DataReport', 'active_report', 'problem',
            'data_warning', 'each_item', 'duplicate_files', 'note_orientation', 'check_consistency', 'DatasetSpec',
-           'register_dataset', 'load_2d', 'load_3d', 'load_items', 'block_split', 'pad_square', 'resize_stack',
-           'size_hw', 'resize_sample', 'dataset_dir', 'reader_cache', 'split_items', 'to_dhw', 'resample',
-           'scale_intensity', 'preprocess_volume', 'read_volume', 'load_volumes', 'repeat_channels', 'volume_slices',
-           'msd_info', 'msd_classes', 'read_msd_pairs']
+           'register_dataset', 'reader_options', 'load_2d', 'load_3d', 'load_items', 'block_split', 'pad_square',
+           'resize_stack', 'size_hw', 'resize_sample', 'dataset_dir', 'reader_cache', 'split_items', 'to_dhw',
+           'resample', 'scale_intensity', 'preprocess_volume', 'read_volume', 'load_volumes', 'repeat_channels',
+           'volume_slices', 'msd_info', 'msd_classes', 'read_msd_pairs']
 
 # %% ../../nbs/03_datasets.core.ipynb
 @dataclass
@@ -201,17 +201,30 @@ def _spec(name, split, dim):
         raise ValueError(f"dataset {name!r} cannot be read with load_{dim}; use {' or '.join(forms)}")
     return spec
 
+def reader_options(reader: Callable) -> list[str] | None:
+    "The option names `reader(split, root, **opts)` accepts, or `None` when it passes `**kwargs` on."
+    params = inspect.signature(reader).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()): return None
+    return [n for n in params if n not in ('split', 'root')]
+
+def _load(name, split, root, dim, opts):
+    reader = getattr(_spec(name, split, dim), f'load_{dim}')
+    known = reader_options(reader)
+    if known is not None and (unknown := sorted(set(opts) - set(known))):
+        raise ValueError(f"dataset {name!r} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(known)}")
+    return reader(split, data_root(root), **opts)
+
 def load_2d(name: str, split: str, root=None, **opts) -> SegDataset2D:
     "The `split` ('train', 'valid', 'test') of dataset `name` as 2D samples; `opts` go to its reader."
-    return _spec(name, split, '2d').load_2d(split, data_root(root), **opts)
+    return _load(name, split, root, '2d', opts)
 
 def load_3d(name: str, split: str, root=None, **opts) -> list[Volume]:
     "The `split` of dataset `name` as a list of `Volume`s; `opts` go to its reader."
-    return _spec(name, split, '3d').load_3d(split, data_root(root), **opts)
+    return _load(name, split, root, '3d', opts)
 
 def load_items(name: str, split: str, root=None, **opts) -> list:
     "The `split` of classification dataset `name` as (path, class index) items."
-    return _spec(name, split, 'items').load_items(split, data_root(root), **opts)
+    return _load(name, split, root, 'items', opts)
 
 # %% ../../nbs/03_datasets.core.ipynb
 SPLIT_PATTERN = ('train', 'train', 'valid', 'train', 'test')
