@@ -117,8 +117,9 @@ def read_image(path, mode: str | None = None) -> np.ndarray:
         with Image.open(path) as im: return np.asarray(im.convert(mode) if mode else im).copy()
     except Exception as e:
         if path.suffix.lower() in ('.tif', '.tiff') and mode is None:
-            try: return tifffile.imread(path)
-            except Exception: pass
+            try: arr = tifffile.imread(path)
+            except Exception: arr = None
+            if arr is not None and arr.ndim >= 2 and arr.size: return arr  # a truncated TIFF reads as an empty array
         raise DataError(path, f'unreadable image ({type(e).__name__}: {e})') from e
 
 def write_image(path, arr: np.ndarray, palette: list | None = None) -> Path:
