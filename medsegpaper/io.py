@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_io.ipynb 2
 from __future__ import annotations
-import os, json, functools, hashlib, shutil, time
+import os, json, logging, warnings, functools, hashlib, shutil, time
 from pathlib import Path
 import numpy as np
 import nibabel as nib
@@ -114,13 +114,22 @@ def read_image(path, mode: str | None = None) -> np.ndarray:
     path = Path(path)
     if not path.is_file(): raise DataError(path, 'file not found')
     try:
-        with Image.open(path) as im: return np.asarray(im.convert(mode) if mode else im).copy()
+        with warnings.catch_warnings():  # a damaged file is reported as a DataError; Pillow's EXIF warning adds nothing
+            warnings.filterwarnings('ignore', 'Corrupt EXIF data', UserWarning)
+            with Image.open(path) as im: return np.asarray(im.convert(mode) if mode else im).copy()
     except Exception as e:
-        if path.suffix.lower() in ('.tif', '.tiff') and mode is None:
-            try: arr = tifffile.imread(path)
-            except Exception: arr = None
-            if arr is not None and arr.ndim >= 2 and arr.size: return arr  # a truncated TIFF reads as an empty array
+        if path.suffix.lower() in ('.tif', '.tiff') and mode is None and (arr := _read_tiff(path)) is not None: return arr
         raise DataError(path, f'unreadable image ({type(e).__name__}: {e})') from e
+
+def _read_tiff(path) -> np.ndarray | None:
+    "The pixels of a TIFF that Pillow cannot decode (e.g. float), or `None`; a truncated file reads as an empty array."
+    log = logging.getLogger('tifffile')
+    level = log.level
+    log.setLevel(logging.ERROR)  # its 'invalid offset' warning is our DataError
+    try: arr = tifffile.imread(path)
+    except Exception: return None
+    finally: log.setLevel(level)
+    return arr if arr.ndim >= 2 and arr.size else None
 
 def write_image(path, arr: np.ndarray, palette: list | None = None) -> Path:
     "Write uint8 `arr` to `path` (format from the suffix); with `palette`, as a palette image of indices."
