@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_fbr.ipynb 2
 from __future__ import annotations
-import ast, copy, itertools, os
+import ast, copy, csv, itertools, os, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from monai.transforms import RandCropByPosNegLabel, SpatialPad
 from monai.transforms.utils import generate_spatial_bounding_box, map_binary_to_indices
 from .core import check_choice, get_device, seed_everything
 from .datasets import Volume, load_3d
+from .io import DataError
 from .results import ResultsTable, run_id, track_run
 from .metrics import abs_diff, binary_counts, dice, hausdorff
 from .models import get_model
@@ -28,13 +29,16 @@ from .losses import get_loss
 from .train import make_learner, fit
 
 # %% auto 0
-__all__ = ['FBR_MODELS', 'FBR_DATASETS', 'RUN_KEYS', 'SPLEEN', 'CONFIG_KEYS', 'PatchSampler', 'PatchDataset', 'cat_patches',
-           'volume_items', 'patch_dataloaders', 'sliding_window_logits', 'predict_volume', 'volume_metrics',
-           'BestValidDice', 'check_patch_size', 'fbr_model', 'train_fbr', 'run_params', 'crop_nonzero', 'fbr_volumes',
-           'context_vs_fbr', 'record_context_vs_fbr', 'training_ranges', 'mark_within', 'within_outside', 'mean_sd',
-           'check_one_config', 'config_text', 'plot_fbr_violins', 'plot_hd_vs_fbr', 'expand_protocol',
-           'notebook_defaults', 'run_protocol', 'SPHERE_SIZE', 'SPHERE_RADII', 'radius_range', 'sphere_volume',
-           'random_sphere', 'synthetic3d_folder', 'write_synthetic3d', 'read_msd_pairs']
+__all__ = ['FBR_MODELS', 'FBR_DATASETS', 'RUN_KEYS', 'SPLEEN', 'CONFIG_KEYS', 'PUBLISHED_MODELS', 'STUDY_RUNS',
+           'PUBLISHED_COLUMNS', 'PATCHES_PER_VOLUME', 'PatchSampler', 'PatchDataset', 'cat_patches', 'volume_items',
+           'patch_dataloaders', 'sliding_window_logits', 'predict_volume', 'volume_metrics', 'BestValidDice',
+           'check_patch_size', 'fbr_model', 'train_fbr', 'run_params', 'crop_nonzero', 'fbr_volumes', 'context_vs_fbr',
+           'record_context_vs_fbr', 'config_keys', 'patch_configs', 'training_ranges', 'mark_within', 'within_outside',
+           'mean_sd', 'within_outside_text', 'check_one_config', 'config_text', 'plot_fbr_violins', 'plot_hd_vs_fbr',
+           'published_fbr_folder', 'read_published_run', 'read_published_patches', 'read_published_fbr',
+           'write_published_fbr_sample', 'expand_protocol', 'notebook_defaults', 'run_protocol', 'SPHERE_SIZE',
+           'SPHERE_RADII', 'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder', 'write_synthetic3d',
+           'read_msd_pairs']
 
 # %% ../nbs/12_fbr.ipynb
 from .datasets import (SPHERE_SIZE, SPHERE_RADII, radius_range, sphere_volume, random_sphere,
@@ -44,9 +48,10 @@ _all_ = ['SPHERE_SIZE', 'SPHERE_RADII', 'radius_range', 'sphere_volume', 'random
 
 # %% ../nbs/12_fbr.ipynb
 class PatchSampler:
-    "Draw `num_samples` `patch_size`^3 patches per `Volume`, foreground-centred with probability pos/(pos+neg)."
-    def __init__(self, patch_size: int, num_samples: int = 4, pos: float = 1., neg: float = 1., seed: int = 0):
-        self.patch_size, self.num_samples = patch_size, num_samples
+    "Draw `num_samples` `patch_size`^3 patches per `Volume`: foreground-centred with probability pos/(pos+neg), else on background where the image > `image_threshold` (None: anywhere)."
+    def __init__(self, patch_size: int, num_samples: int = 4, pos: float = 1., neg: float = 1., seed: int = 0,
+                 image_threshold: float | None = 0.):
+        self.patch_size, self.num_samples, self.image_threshold = patch_size, num_samples, image_threshold
         self.pad = SpatialPad((patch_size,) * 3)
         self.crop = RandCropByPosNegLabel((patch_size,) * 3, pos=pos, neg=neg, num_samples=num_samples)
         self.crop.set_random_state(seed)
@@ -55,7 +60,8 @@ class PatchSampler:
     def prepare(self, vol: Volume) -> tuple:
         "What every draw from `vol` needs: name, image and label stacked and padded to the patch, foreground and background voxel indices."
         both = self.pad(np.concatenate([vol.image, vol.label[None].astype(np.float32)]))
-        return (vol.name, both.as_tensor(), *map_binary_to_indices(both[-1:]))
+        image = None if self.image_threshold is None else both[:-1]
+        return (vol.name, both.as_tensor(), *map_binary_to_indices(both[-1:], image, self.image_threshold or 0.))
 
     def draw(self, prepared: tuple) -> tuple[torch.Tensor, torch.Tensor]:
         "Patches of a `prepare`d volume: images (n,C,P,P,P) float32 and labels (n,P,P,P) int64."
@@ -156,11 +162,12 @@ def fbr_model(name: str, patch_size: int) -> torch.nn.Module:
 # %% ../nbs/12_fbr.ipynb
 def train_fbr(train, valid, model: str, patch_size: int, epochs: int, device='cpu', seed: int = 0,
               lr: float = 1e-4, eta_min: float = 1e-9, valid_every: int = 5, num_samples: int = 4,
-              volumes_per_batch: int = 2, pos: float = 1., neg: float = 1., progress: bool = False):
+              volumes_per_batch: int = 2, pos: float = 1., neg: float = 1., image_threshold: float | None = 0.,
+              progress: bool = False):
     "Train network `model` on patches of `train` volumes; returns (learner, sampler, validation callback)."
     seed_everything(seed, get_device(device))
     net = fbr_model(model, patch_size)
-    sampler = PatchSampler(patch_size, num_samples, pos, neg, seed)
+    sampler = PatchSampler(patch_size, num_samples, pos, neg, seed, image_threshold)
     best = BestValidDice(patch_size, valid_every)
     learn = make_learner(patch_dataloaders(train, valid, sampler, volumes_per_batch, seed), net, get_loss('monai_dice'),
                          'adam', lr, 0., device, cbs=[best], spatial_dims=3, progress=progress)
@@ -168,7 +175,8 @@ def train_fbr(train, valid, model: str, patch_size: int, epochs: int, device='cp
     return learn, sampler, best
 
 # %% ../nbs/12_fbr.ipynb
-RUN_KEYS = ('dataset', 'model', 'patch_size', 'epochs', 'lr', 'volume_size', 'n_train', 'n_val', 'n_test', 'run', 'seed')
+RUN_KEYS = ('dataset', 'model', 'patch_size', 'epochs', 'lr', 'volume_size', 'n_train', 'n_val', 'n_test', 'image_threshold',
+            'run', 'seed')
 SPLEEN = dict(task='Task09_Spleen', spacing=(1.5, 1.5, 2.0), intensity_range=(-57, 164))
 
 def run_params(params: dict) -> dict:
@@ -194,13 +202,13 @@ def fbr_volumes(dataset: str, split: str, data_dir=None, volume_size: int = SPHE
 
 # %% ../nbs/12_fbr.ipynb
 def context_vs_fbr(dataset='synthetic', model='unet', patch_size=16, epochs=2, lr=1e-4, volume_size=32, n_train=4,
-                   n_val=2, n_test=4, run=1, seed=0, device='cpu', data_dir=None, progress=False) -> dict:
+                   n_val=2, n_test=4, image_threshold=0., run=1, seed=0, device='cpu', data_dir=None, progress=False) -> dict:
     "Train and test one run: per-test-volume rows, per-training-patch rows, validation history."
     check_choice('dataset', dataset, FBR_DATASETS); check_choice('model', model, FBR_MODELS)
     check_patch_size(patch_size)
     vols = {s: fbr_volumes(dataset, s, data_dir, volume_size, n_train, n_val, n_test, seed) for s in ('train', 'valid', 'test')}
     learn, sampler, best = train_fbr(vols['train'], vols['valid'], model, patch_size, epochs, device, seed + run,
-                                     lr=lr, progress=progress)
+                                     lr=lr, image_threshold=image_threshold, progress=progress)
     test = [{'filename': v.name, **volume_metrics(predict_volume(learn.model, v.image, patch_size), v.label)}
             for v in vols['test']]
     per_epoch = len(vols['train']) * sampler.num_samples
@@ -225,24 +233,37 @@ def record_context_vs_fbr(params: dict, results, patches_results, device='cpu', 
 # %% ../nbs/12_fbr.ipynb
 CONFIG_KEYS = tuple(k for k in RUN_KEYS if k not in ('run', 'seed'))
 
+def config_keys(tests: pd.DataFrame, by=CONFIG_KEYS) -> list:
+    "The keys of `by` that `tests` has (a table without a key holds one value of it)."
+    return [k for k in by if k in tests]
+
+def patch_configs(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
+    "Each training patch's `fg_ratio` with its configuration `by`: from its run's rows in `tests`, or its own columns when its run is unknown."
+    by, named = config_keys(tests, by), patches.run_id.notna()
+    runs = tests[['run_id', *by]].drop_duplicates()
+    parts = [patches.loc[named, ['run_id', 'fg_ratio']].merge(runs, on='run_id').drop(columns='run_id')]
+    if not named.all(): parts.append(patches.loc[~named, [*by, 'fg_ratio']])
+    return pd.concat(parts, ignore_index=True)
+
 def training_ranges(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
     "Min and max training-patch `fg_ratio` (`fg_min`, `fg_max`) per configuration `by`, over its runs in `tests`."
-    runs = tests[['run_id', *by]].drop_duplicates()
-    df = patches[['run_id', 'fg_ratio']].merge(runs, on='run_id')
-    return df.groupby(list(by), dropna=False)['fg_ratio'].agg(fg_min='min', fg_max='max').reset_index()
+    by = config_keys(tests, by)
+    return patch_configs(tests, patches, by).groupby(by, dropna=False)['fg_ratio'].agg(fg_min='min', fg_max='max').reset_index()
 
 def mark_within(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
     "`tests` with the training range of its configuration and `within` (fg_min < fg_ratio < fg_max)."
-    df = tests.merge(training_ranges(tests, patches, by), on=list(by), how='left')
+    by = config_keys(tests, by)
+    df = tests.merge(training_ranges(tests, patches, by), on=by, how='left')
     return df.assign(within=(df.fg_ratio > df.fg_min) & (df.fg_ratio < df.fg_max))
 
-def within_outside(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS, metrics=('dsc', 'hausdorff')) -> pd.DataFrame:
-    "Count, mean and sd of `metrics` per configuration `by` and range (within/outside)."
+def within_outside(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS, metrics=('dsc', 'hausdorff'),
+                   ddof: int = 1) -> pd.DataFrame:
+    "Count, mean and sd (`ddof`) of `metrics` per configuration `by` and range (within/outside)."
+    by = config_keys(tests, by)
     df = mark_within(tests, patches, by)
-    df['range'] = np.where(df.within, 'within', 'outside')
-    out = df.groupby([*by, 'range'], dropna=False)[list(metrics)].agg(['count', 'mean', 'std'])
-    out.columns = [f'{m}_{s}'.replace('std', 'sd') for m, s in out.columns]
-    return out.reset_index()
+    g = df.assign(range=np.where(df.within, 'within', 'outside')).groupby([*by, 'range'], dropna=False)[list(metrics)]
+    stats = {'count': g.count(), 'mean': g.mean(), 'sd': g.std(ddof=ddof)}
+    return pd.DataFrame({f'{m}_{s}': stats[s][m] for m in metrics for s in stats}).reset_index()
 
 def mean_sd(table: pd.DataFrame, metrics=('dsc', 'hausdorff'), digits: int = 3) -> pd.DataFrame:
     "`within_outside` output with each metric as one 'mean ± sd' text column."
@@ -251,10 +272,18 @@ def mean_sd(table: pd.DataFrame, metrics=('dsc', 'hausdorff'), digits: int = 3) 
     for m in metrics: out[m] = [f'{a:.{digits}f} ± {b:.{digits}f}' for a, b in zip(table[f'{m}_mean'], table[f'{m}_sd'])]
     return out
 
+def within_outside_text(tests: pd.DataFrame, patches: pd.DataFrame, by=CONFIG_KEYS, metrics=('dsc', 'hausdorff'),
+                        ddof: int = 1, digits: int = 3) -> pd.DataFrame:
+    "`mean_sd` of `within_outside` with `ddof`, and beside it each metric's sd with the other ddof (1 or 0)."
+    other = within_outside(tests, patches, by, metrics, 1 - ddof)
+    return mean_sd(within_outside(tests, patches, by, metrics, ddof), metrics, digits).assign(
+        **{f'{m} sd, ddof={1 - ddof}': other[f'{m}_sd'].round(digits) for m in metrics})
+
 # %% ../nbs/12_fbr.ipynb
 def check_one_config(tests: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
     "`tests` if its runs of each patch size share one configuration `by`, else a `ValueError` naming what differs."
-    configs = tests[list(by)].drop_duplicates()
+    by = config_keys(tests, by)
+    configs = tests[by].drop_duplicates()
     if configs.patch_size.duplicated().any():
         clash = configs[configs.patch_size.duplicated(keep=False)].groupby('patch_size')
         differ = [k for k in by if k != 'patch_size' and (clash[k].nunique(dropna=False) > 1).any()]
@@ -264,12 +293,13 @@ def check_one_config(tests: pd.DataFrame, by=CONFIG_KEYS) -> pd.DataFrame:
 
 def config_text(tests: pd.DataFrame, by=CONFIG_KEYS) -> str:
     "The configuration of `tests` beyond dataset, model and patch size as 'key=value' text ('a/b' where patch sizes differ)."
-    return ', '.join(f"{k}={'/'.join(str(v) for v in tests[k].unique())}" for k in by if k not in ('dataset', 'model', 'patch_size'))
+    return ', '.join(f"{k}={'/'.join(str(v) for v in tests[k].unique())}" for k in config_keys(tests, by)
+                     if k not in ('dataset', 'model', 'patch_size'))
 
 def plot_fbr_violins(tests: pd.DataFrame, patches: pd.DataFrame, model: str, dataset: str = 'synthetic'):
     "Test Dice vs foreground ratio over violins of the training-patch foreground ratios, per patch size."
     tests = check_one_config(tests[(tests.model == model) & (tests.dataset == dataset)])
-    patches = patches[patches.run_id.isin(tests.run_id)]
+    patches = patch_configs(tests, patches).merge(tests[config_keys(tests)].drop_duplicates())
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.05,
                         subplot_titles=('test volumes', 'training patches'))
     for p in sorted(patches.patch_size.unique()):
@@ -295,6 +325,98 @@ def plot_hd_vs_fbr(tests: pd.DataFrame, patches: pd.DataFrame, model: str, datas
         fig.update_xaxes(title_text='foreground ratio', row=1, col=i)
     fig.update_yaxes(title_text='Hausdorff (voxels)', row=1, col=1)
     return fig.update_layout(title=f'{dataset} {model}: Hausdorff vs foreground ratio, grey: training range ({config_text(df)})')
+
+# %% ../nbs/12_fbr.ipynb
+PUBLISHED_MODELS = {'unet': 'unet', 'atunet': 'attention_unet', 'unetr': 'unetr'}
+STUDY_RUNS = {'synthetic': dict(epochs=50, lr=1e-4, volume_size=96, n_train=70, n_val=30, n_test=100, image_threshold=0.),
+              'spleen': dict(epochs=500, lr=1e-4, volume_size=np.nan, n_train=26, n_val=5, n_test=10, image_threshold=0.)}
+PUBLISHED_COLUMNS = ('filename', 'dsc', 'hausdorff', 'abs_diff', 'fg_ratio')
+PATCHES_PER_VOLUME = 4
+
+def published_fbr_folder(folder=None) -> Path:
+    "`folder`, else the study's `results/` under $MEDSEGPAPER_REFERENCE or ../shared/reference beside this checkout."
+    if folder is not None: return Path(folder)
+    import medsegpaper
+    root = os.environ.get('MEDSEGPAPER_REFERENCE') or Path(medsegpaper.__file__).resolve().parents[2]/'shared'/'reference'
+    return Path(root)/'context_vs_fbr'/'results'
+
+def _read_csv(path, columns, numeric, rows: int, **kwargs) -> pd.DataFrame:
+    "CSV `path` checked: not empty, `columns` present, `numeric` ones numeric, `rows` rows."
+    try: df = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError: df = pd.DataFrame()
+    if df.empty: raise DataError(path, 'empty file')
+    if missing := [c for c in columns if c not in df]:
+        raise DataError(path, f"missing column(s) {', '.join(map(str, missing))}; expected {', '.join(map(str, columns))}")
+    if bad := [c for c in numeric if not pd.api.types.is_numeric_dtype(df[c])]:
+        raise DataError(path, f"non-numeric values in column(s) {', '.join(map(str, bad))}")
+    if len(df) != rows: raise DataError(path, f"{len(df)} rows; the study's protocol gives {rows}")
+    return df
+
+def read_published_run(path, dataset: str, model: str, patch_size: int, run: int) -> pd.DataFrame:
+    "The test rows of one published `<dataset>-<model>-<P>-<run>.csv`, in our results columns."
+    study = STUDY_RUNS[dataset]
+    df = _read_csv(path, PUBLISHED_COLUMNS, PUBLISHED_COLUMNS[1:], study['n_test'])
+    params = dict(dataset=dataset, model=PUBLISHED_MODELS[model], patch_size=patch_size, **study, run=run, seed=np.nan)
+    df = df.assign(run_id=Path(path).stem, **params, best_epoch=np.nan, valid_dice=np.nan)
+    return df[['run_id', 'filename', *RUN_KEYS, *PUBLISHED_COLUMNS[1:], 'best_epoch', 'valid_dice']]
+
+def read_published_patches(path, dataset: str, model: str, patch_size: int) -> pd.DataFrame:
+    "The training-patch rows of one published `foreground_ratios-<P>.csv` (one unnamed run), with their configuration."
+    study = STUDY_RUNS[dataset]
+    per_epoch = study['n_train'] * PATCHES_PER_VOLUME
+    fg = _read_csv(path, [0], [0], study['epochs'] * per_epoch, header=None)
+    if fg.shape[1] != 1: raise DataError(path, f"{fg.shape[1]} columns; expected one foreground ratio a line, no header")
+    if not fg[0].between(0, 1).all(): raise DataError(path, 'foreground ratios missing or outside [0, 1]')
+    config = {k: study[k] for k in CONFIG_KEYS if k in study}
+    return pd.DataFrame({'run_id': None, 'draw': range(len(fg)), 'dataset': dataset, 'model': PUBLISHED_MODELS[model],
+                         'patch_size': patch_size, 'run': np.nan, 'epoch': np.arange(len(fg)) // per_epoch, 'volume': None,
+                         'fg_ratio': fg[0].to_numpy(), **config})
+
+def _published_files(sub: Path) -> tuple[dict, dict]:
+    "The run files {(P, run): path} and patch files {P: path} of one `<dataset>-<model>` folder."
+    runs, patches = {}, {}
+    for f in sorted(sub.glob('*.csv')):
+        if m := re.fullmatch(r'foreground_ratios-(\d+)\.csv', f.name): patches[int(m[1])] = f
+        elif m := re.fullmatch(rf'{re.escape(sub.name)}-(\d+)-(\d+)\.csv', f.name): runs[int(m[1]), int(m[2])] = f
+        else: raise DataError(f, f"unparsable name: expected {sub.name}-<P>-<run>.csv or foreground_ratios-<P>.csv")
+    return runs, patches
+
+def read_published_fbr(folder=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Study 003's published `results/` folder as our per-test-volume and per-training-patch tables."
+    folder = published_fbr_folder(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "not found: expected study 003's results/ folder (<dataset>-<model>/<dataset>-<model>-<P>-<run>.csv "
+                                "and foreground_ratios-<P>.csv), published at https://github.com/amithjkamath/context_vs_fbr")
+    tests, patches = [], []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        dataset, _, model = sub.name.partition('-')
+        if dataset not in STUDY_RUNS or model not in PUBLISHED_MODELS:
+            raise DataError(sub, f"unparsable folder name: expected <dataset>-<model>, dataset one of {', '.join(STUDY_RUNS)}, "
+                                 f"model one of {', '.join(PUBLISHED_MODELS)}")
+        runs, fg_files = _published_files(sub)
+        tests += [read_published_run(f, dataset, model, p, r) for (p, r), f in sorted(runs.items())]
+        for p in sorted({p for p, _ in runs}):
+            if p not in fg_files: raise DataError(sub/f'foreground_ratios-{p}.csv', f'missing: the training patches of {sub.name} at P={p}')
+            patches.append(read_published_patches(fg_files[p], dataset, model, p))
+    if not tests: raise DataError(folder, 'no <dataset>-<model>/<dataset>-<model>-<P>-<run>.csv files')
+    return pd.concat(tests, ignore_index=True), pd.concat(patches, ignore_index=True)
+
+# %% ../nbs/12_fbr.ipynb
+def write_published_fbr_sample(folder, datasets=('spleen',), models=('unet', 'atunet'), patch_sizes=(32, 64), runs=(1, 2),
+                               seed: int = 0) -> Path:
+    "A small copy of study 003's published `results/` layout filled with random values."
+    rng = np.random.default_rng(seed)
+    for dataset, model, p in itertools.product(datasets, models, patch_sizes):
+        sub, study = Path(folder)/f'{dataset}-{model}', STUDY_RUNS[dataset]
+        sub.mkdir(parents=True, exist_ok=True)
+        n_patches = study['epochs'] * study['n_train'] * PATCHES_PER_VOLUME
+        np.savetxt(sub/f'foreground_ratios-{p}.csv', rng.uniform(.1, .5, n_patches), fmt='%f')
+        for r in runs:
+            n = study['n_test']
+            pd.DataFrame({'filename': [f'{dataset}_{i}' for i in range(n)], 'dsc': rng.random(n), 'hausdorff': rng.uniform(1, 50, n),
+                          'abs_diff': rng.random(n), 'fg_ratio': rng.uniform(0, .6, n)}
+                         ).to_csv(sub/f'{dataset}-{model}-{p}-{r}.csv', index=False, quoting=csv.QUOTE_ALL)
+    return Path(folder)
 
 # %% ../nbs/12_fbr.ipynb
 def expand_protocol(protocol) -> tuple[str, list[dict]]:

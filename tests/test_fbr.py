@@ -63,7 +63,7 @@ def test_generator_is_seeded_and_test_stream_independent(tmp_path):
 @pytest.mark.parametrize('pos,neg', [(1, 1), (1, 3)])
 def test_sampler_foreground_probability(pos, neg):
     label = np.zeros((48, 48, 48), np.int64); label[22:26, 22:26, 22:26] = 1
-    vol = Volume(np.zeros((1, 48, 48, 48), np.float32), label, (1, 1, 1), 'blob')
+    vol = Volume(np.ones((1, 48, 48, 48), np.float32), label, (1, 1, 1), 'blob')  # an all-zero image has no background centres
     sampler = PatchSampler(8, num_samples=4, pos=pos, neg=neg, seed=1)
     for _ in range(300): sampler(vol)
     assert len(sampler.drawn) == 1200
@@ -93,7 +93,7 @@ def test_volume_metrics_match_medpy():
 
 def _run_rows(patch_fg, test_fg, **params):
     params = {**dict(dataset='synthetic', model='unet', patch_size=32, epochs=20, lr=1e-3, volume_size=32, n_train=8, n_val=2,
-                     n_test=len(test_fg), run=1, seed=0), **params}
+                     n_test=len(test_fg), image_threshold=0., run=1, seed=0), **params}
     rid = run_id({k: params[k] for k in RUN_KEYS})
     tests = pd.DataFrame([{**params, 'run_id': rid, 'filename': f'sphere_{i:03d}', 'fg_ratio': f, 'dsc': .5, 'hausdorff': 3.}
                           for i, f in enumerate(test_fg)])
@@ -161,7 +161,7 @@ def test_spleen_run_on_msd_sample(tmp_path):
     write_msd_sample(tmp_path)
     res, pat = tmp_path/'r.csv', tmp_path/'p.csv'
     params = dict(dataset='spleen', model='unet', patch_size=16, epochs=1, lr=1e-4, volume_size=96, n_train=2, n_val=1, n_test=3,
-                  run=1, seed=0)
+                  image_threshold=0., run=1, seed=0)
     out = record_context_vs_fbr(params, res, pat, 'cpu', tmp_path)
     tests = fbr_volumes('spleen', 'test', tmp_path, n_test=3)
     rows = pd.read_csv(res)
