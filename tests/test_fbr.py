@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from medsegpaper.fbr import (PatchSampler, expand_protocol, fbr_volumes, mark_within, notebook_defaults, radius_range,
-                             record_context_vs_fbr, run_protocol, sliding_window_logits, synthetic3d_folder,
-                             volume_metrics, within_outside, write_synthetic3d, CONFIG_KEYS, RUN_KEYS)
+from medsegpaper.studies.fbr003 import (PatchSampler, expand_protocol, fbr_volumes, notebook_defaults, radius_range,
+                                        record_context_vs_fbr, run_protocol, sliding_window_logits, synthetic3d_folder,
+                                        volume_metrics, write_synthetic3d, RUN_KEYS)
+from medsegpaper.studies.fbr003_analysis import CONFIG_KEYS, mark_within, within_outside
 from medsegpaper.results import run_id
 from medsegpaper.datasets import Volume, load_3d, write_msd_sample
 from medsegpaper.io import read_nifti

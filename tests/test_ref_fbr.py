@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medsegpaper.fbr import CONFIG_KEYS, RUN_KEYS, read_published_fbr, within_outside
+from medsegpaper.studies.fbr003 import RUN_KEYS
+from medsegpaper.studies.fbr003_analysis import CONFIG_KEYS, read_published_fbr, within_outside
 from medsegpaper.io import DataError
 
 REPO = Path(__file__).resolve().parents[1]
