@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb 2
 from __future__ import annotations
-import os, re
+import json, os, re, warnings, zipfile
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -19,10 +19,12 @@ from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
 from .core import check_choice, get_device
+from .results import canonical_json
 
 # %% auto 0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'SchedPolyDecay', 'lr_schedule', 'EpochCheckpoint', 'make_learner', 'last_checkpoint',
-           'fit', 'predict_masks']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MANIFEST', 'SchedPolyDecay', 'lr_schedule', 'EpochCheckpoint', 'make_learner',
+           'CheckpointWarning', 'checkpoint_epochs', 'last_checkpoint', 'checkpoint_damage', 'resume_point', 'fit',
+           'claim_checkpoints', 'predict_masks']
 
 # %% ../nbs/08_train.ipynb
 OPTIMIZERS = {
@@ -80,11 +82,34 @@ def make_learner(dls: DataLoaders, model: torch.nn.Module, loss_func, optimizer:
     return learn
 
 # %% ../nbs/08_train.ipynb
+class CheckpointWarning(UserWarning):
+    "A damaged checkpoint, named by its path; the run resumes from the one before."
+
+def checkpoint_epochs(learn: Learner) -> list[int]:
+    "The epochs with a saved `epoch_<n>.pth` in the learner's checkpoint folder, in order."
+    return sorted(int(m.group(1)) for p in (learn.path/learn.model_dir).glob('epoch_*.pth')
+                  if (m := re.fullmatch(r'epoch_(\d+)\.pth', p.name)))
+
 def last_checkpoint(learn: Learner) -> int | None:
     "The highest epoch with a saved `epoch_<n>.pth` in the learner's checkpoint folder."
-    found = [int(m.group(1)) for p in (learn.path/learn.model_dir).glob('epoch_*.pth')
-             if (m := re.fullmatch(r'epoch_(\d+)\.pth', p.name))]
-    return max(found) if found else None
+    return (checkpoint_epochs(learn) or [None])[-1]
+
+def checkpoint_damage(path: Path) -> str | None:
+    "What makes the torch file `path` unreadable (not a complete zip archive, a member failing its CRC check), else `None`."
+    try:
+        with zipfile.ZipFile(path) as z: bad = z.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile) as e: return f'{type(e).__name__}: {e}'
+    return f'member {bad} fails its CRC check' if bad else None
+
+def resume_point(learn: Learner) -> int | None:
+    "The last epoch whose checkpoint and random state are intact; each damaged later file is reported by path (`CheckpointWarning`)."
+    folder = learn.path/learn.model_dir
+    for n in reversed(checkpoint_epochs(learn)):
+        files = [p for p in (folder/f'epoch_{n}.pth', folder/f'epoch_{n}.rng') if p.exists()]
+        if not (damaged := [(p, why) for p in files if (why := checkpoint_damage(p))]): return n
+        for p, why in damaged:
+            warnings.warn(f'{p}: damaged checkpoint ({why}); resuming from the one before', CheckpointWarning)
+    return None
 
 def _restore_rng(learn: Learner, path: Path):
     "Put back the torch and training-loader random state saved with a checkpoint, if there is one."
@@ -94,11 +119,11 @@ def _restore_rng(learn: Learner, path: Path):
 
 def fit(learn: Learner, epochs: int, lr: float | None = None, schedule: str = 'poly',
         eta_min: float = 0., power: float = 0.9, resume: bool = False) -> Learner:
-    "Train `learn` for `epochs` with `schedule` in `SCHEDULES`, resuming from the last checkpoint if asked."
+    "Train `learn` for `epochs` with `schedule` in `SCHEDULES`, resuming from the last intact checkpoint if asked."
     check_choice('schedule', schedule, SCHEDULES)
     lr = learn.lr if lr is None else lr
     start = 0
-    if resume and (done := last_checkpoint(learn)) is not None:
+    if resume and (done := resume_point(learn)) is not None:
         learn.load(f'epoch_{done}', with_opt=True)
         _restore_rng(learn, learn.path/learn.model_dir/f'epoch_{done}.rng')
         start = done + 1
@@ -106,6 +131,37 @@ def fit(learn: Learner, epochs: int, lr: float | None = None, schedule: str = 'p
     if schedule == 'onecycle': learn.fit_one_cycle(epochs, lr, start_epoch=start)
     else: learn.fit(epochs, lr, cbs=ParamScheduler({'lr': lr_schedule(schedule, lr, eta_min, power)}), start_epoch=start)
     return learn
+
+# %% ../nbs/08_train.ipynb
+MANIFEST = 'run.json'
+_ABSENT = object()
+
+def _differences(old, new, at: str = '') -> list[str]:
+    "'key: old in the folder, new now' for each leaf where the JSON values `old` and `new` differ."
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new))
+                for d in _differences(old.get(k, _ABSENT), new.get(k, _ABSENT), f'{at}.{k}' if at else k)]
+    show = lambda v: 'absent' if v is _ABSENT else repr(v)
+    return [] if old == new else [f'{at}: {show(old)} in the folder, {show(new)} now']
+
+def claim_checkpoints(folder, made_with: dict) -> Path:
+    "Checkpoint folder `folder` of the run described by `made_with` (kept as `run.json`); refuses one made by anything else, saying what differs."
+    folder, made_with = Path(folder), json.loads(canonical_json(made_with))
+    manifest = folder/MANIFEST
+    if manifest.exists():
+        try: old = json.loads(manifest.read_text())
+        except ValueError as e: raise ValueError(f"{manifest} is unreadable ({e}); remove {folder} to start the run afresh") from e
+        if diff := _differences(old, made_with):
+            raise ValueError(f"refusing to resume from {folder}: its checkpoints were made by another run:\n  "
+                             + '\n  '.join(diff) + f"\nremove {folder} or choose another checkpoint_dir")
+        return folder
+    if any(folder.glob('epoch_*.pth')):
+        raise ValueError(f"refusing to resume from {folder}: it holds checkpoints but no {MANIFEST} saying what made them; "
+                         f"remove {folder} or choose another checkpoint_dir")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder/f'.{MANIFEST}.{os.getpid()}.tmp'
+    tmp.write_text(json.dumps(made_with, indent=1, sort_keys=True)); os.replace(tmp, manifest)
+    return folder
 
 # %% ../nbs/08_train.ipynb
 @torch.no_grad()
