@@ -1,4 +1,7 @@
 "The main job end to end: papermill runs of nbs/train.ipynb with non-default parameters, bad input, repeatability."
+import zipfile
+
+import nbformat
 import pandas as pd
 import papermill as pm
 import pytest
@@ -62,14 +65,18 @@ def test_same_seed_same_metrics_on_cpu(tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    "The last checkpoint cut short (a run killed while copying, a full disk): named in a warning, the run resumes from the one before."
     params = dict(TINY, epochs=2, seed=5, device='cpu', rotate=15.0, checkpoint_dir=str(tmp_path/'ckpt'))
     full = run_train(tmp_path, 'full', 'full.csv', **params).iloc[0]
     run_dir = tmp_path/'ckpt'/full['run_id']
-    assert sorted(p.name for p in run_dir.iterdir()) == ['epoch_0.pth', 'epoch_0.rng', 'epoch_1.pth', 'epoch_1.rng']
-    for name in ('epoch_1.pth', 'epoch_1.rng'): (run_dir/name).unlink()
+    assert sorted(p.name for p in run_dir.iterdir()) == ['epoch_0.pth', 'epoch_0.rng', 'epoch_1.pth', 'epoch_1.rng', 'run.json']
+    last = run_dir/'epoch_1.pth'
+    last.write_bytes(last.read_bytes()[:1000])
     epoch0 = {n: ((run_dir/n).stat().st_mtime_ns, (run_dir/n).read_bytes()) for n in ('epoch_0.pth', 'epoch_0.rng')}
     resumed = run_train(tmp_path, 'resumed', 'resumed.csv', **params).iloc[0]
-    assert (run_dir/'epoch_1.pth').exists() and (run_dir/'epoch_1.rng').exists()
+    outputs = ''.join(o.get('text', '') for c in nbformat.read(tmp_path/'resumed.ipynb', as_version=4).cells for o in c.get('outputs', []))
+    assert f'CheckpointWarning: {last}: damaged checkpoint' in outputs, outputs[-2000:]
+    assert zipfile.ZipFile(last).testzip() is None  # epoch 1 trained again and saved whole
     for n, (mtime, data) in epoch0.items():  # epoch 0 was loaded, not trained again
         assert (run_dir/n).stat().st_mtime_ns == mtime and (run_dir/n).read_bytes() == data, n
     for m in ('dice_mean', 'jaccard_mean', 'accuracy', 'dice_grey_matter', 'dice_white_matter'):
