@@ -67,7 +67,7 @@ def test_missing_dataset_names_path_layout_and_source(tmp_path, name):
 
 
 def test_unknown_names_list_valid_choices():
-    with pytest.raises(ValueError, match='valid choices: brain, synthetic2d, synthetic3d, acdc'): load_2d('nope', 'train')
+    with pytest.raises(ValueError, match='valid choices: brain, synthetic2d, synthetic3d, digits, acdc'): load_2d('nope', 'train')
     with pytest.raises(ValueError, match='valid choices: train, valid, test'): load_2d('brain', 'training')
 
 
