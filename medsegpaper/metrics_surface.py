@@ -22,7 +22,7 @@ def _binary(pred, target) -> tuple:
     "`pred != 0` and `target != 0` after checking that the shapes agree."
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape: raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
-    return pred != 0, target != 0
+    return tuple(m if m.dtype == bool else m != 0 for m in (pred, target))
 
 def _as_spacing(spacing, ndim) -> np.ndarray:
     sp = np.ones(ndim) if spacing is None else np.asarray(spacing, np.float64).ravel()
@@ -76,7 +76,7 @@ def _directed(src, dst, dst_idx, spacing) -> tuple:
         if not src.size: break
     else:
         coords = lambda i: np.stack(np.unravel_index(i, dst.shape), -1) * spacing
-        far = cKDTree(coords(dst_idx), leafsize=32, balanced_tree=False).query(coords(src))[0]
+        far = cKDTree(coords(dst_idx), leafsize=32, balanced_tree=False, compact_nodes=False).query(coords(src))[0]
         rank = np.argsort(far, kind='stable')
         dist.append(far[rank]); order.append(src[rank])
     return np.concatenate(dist), np.concatenate(order)
