@@ -5,9 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from medsegpaper.studies.fbr003 import (PatchSampler, expand_protocol, fbr_volumes, notebook_defaults, radius_range,
-                                        record_context_vs_fbr, run_protocol, sliding_window_logits, synthetic3d_folder,
-                                        volume_metrics, write_synthetic3d, RUN_KEYS)
+from medsegpaper.studies.fbr003 import (PatchSampler, fbr_run, fbr_volumes, radius_range, record_context_vs_fbr,
+                                        sliding_window_logits, synthetic3d_folder, volume_metrics, write_synthetic3d, RUN_KEYS)
 from medsegpaper.studies.fbr003_analysis import CONFIG_KEYS, mark_within, within_outside
 from medsegpaper.results import run_id
 from medsegpaper.datasets import Volume, load_3d, write_msd_sample
@@ -116,29 +115,32 @@ def test_training_range_pools_runs_of_one_configuration_only():
     assert table.groupby(list(CONFIG_KEYS), dropna=False).ngroups == 3
 
 
-def test_protocol_yamls_expand_to_valid_runs():
-    defaults = notebook_defaults(NB)
-    assert set(RUN_KEYS) <= set(defaults)
-    for name, n in (('fbr_cpu', None), ('fbr_full', 45)):
-        nb, runs = expand_protocol(REPO/'nbs'/'protocols'/f'{name}.yaml')
-        assert nb == 'nbs/context_vs_fbr.ipynb'
-        assert set(r['model'] for r in runs) == {'unet', 'attention_unet', 'unetr'}
-        if n: assert len(runs) == n
-        for r in runs:
-            assert set(r) <= set(defaults)
-            assert r['patch_size'] % 16 == 0 and r['patch_size'] <= r.get('volume_size', defaults['volume_size'])
+def test_protocol_yamls_plan_valid_runs():
+    from medsegpaper.sweep import load_protocol, plan_runs
+    for name, n in (('fbr_cpu', 18), ('fbr_full', 45)):
+        p = load_protocol(REPO/'nbs'/'protocols'/f'{name}.yaml')
+        assert p.notebook == NB and list(p.tables) == ['results', 'patches_results']
+        runs = plan_runs(p)
+        assert len(runs) == n and not [r.error for r in runs if r.error]
+        assert {r.params['model'] for r in runs} == {'unet', 'attention_unet', 'unetr'}
+        assert all(r.params['patch_size'] % 16 == 0 and r.params['patch_size'] <= r.params['volume_size'] for r in runs)
 
 
-def test_papermill_run_writes_rows_and_protocol_skips_it(tmp_path, monkeypatch):
+def test_sweep_runs_one_run_and_skips_it_after(tmp_path, monkeypatch):
+    from medsegpaper.sweep import run_sweep
     monkeypatch.chdir(REPO)
     res, pat = tmp_path/'r.csv', tmp_path/'p.csv'
-    params = dict(patch_size=32, volume_size=32, epochs=1, n_train=2, n_val=1, n_test=3, run=2, seed=4,
-                  results=str(res), patches_results=str(pat), data_dir=str(tmp_path/'data'))
+    params = dict(patch_size=32, volume_size=32, epochs=1, n_train=2, n_val=1, n_test=3, run=2, seed=4, data_dir=str(tmp_path/'data'))
     proto = tmp_path/'proto.yaml'
-    proto.write_text(json.dumps({'notebook': 'nbs/context_vs_fbr.ipynb', 'parameters': params, 'grid': {'model': ['unet']}}))
-    assert len(run_protocol(proto, out_dir=tmp_path/'runs')) == 1
+    proto.write_text(json.dumps({'notebook': 'nbs/context_vs_fbr.ipynb', 'out': str(tmp_path/'runs'), 'parameters': params,
+                                 'results': {'results': {'path': str(res), 'key': ['run_id', 'filename']},
+                                             'patches_results': {'path': str(pat), 'key': ['run_id', 'draw']}},
+                                 'grid': {'model': ['unet']}}))
+    status = run_sweep(proto, workers=1, progress=False)
+    assert [s['state'] for s in status] == ['done']
     rows = pd.read_csv(res)
-    assert len(rows) == 3 and rows.run_id.nunique() == 1
+    assert len(rows) == 3 and rows.run_id.unique().tolist() == [status[0]['run_id']]
+    assert rows.run_id[0] == fbr_run({**params, 'dataset': 'synthetic', 'model': 'unet', 'lr': 1e-4, 'image_threshold': 0.}).run_id
     assert rows.filename.tolist() == ['sphere_000', 'sphere_001', 'sphere_002']
     assert (rows[['model', 'patch_size', 'volume_size', 'run', 'seed']].iloc[0].tolist() == ['unet', 32, 32, 2, 4])
     assert rows[['dsc', 'abs_diff', 'fg_ratio', 'valid_dice']].notna().all().all() and rows.dsc.between(0, 1).all()
@@ -146,7 +148,8 @@ def test_papermill_run_writes_rows_and_protocol_skips_it(tmp_path, monkeypatch):
     patches = pd.read_csv(pat)
     assert len(patches) == 2 * 4 and (patches.run_id == rows.run_id[0]).all()
     assert patches.fg_ratio.between(0, 1).all() and (patches.patch_size == 32).all()
-    assert run_protocol(proto, out_dir=tmp_path/'runs') == []  # already done: skipped
+    again = run_sweep(proto, workers=1, progress=False)  # already done: skipped, nothing started
+    assert [(s['state'], s['attempts']) for s in again] == [('done', 1)] and len(pd.read_csv(res)) == 3
 
 
 def test_papermill_bad_model_fails_listing_choices(tmp_path, monkeypatch):
@@ -163,7 +166,7 @@ def test_spleen_run_on_msd_sample(tmp_path):
     res, pat = tmp_path/'r.csv', tmp_path/'p.csv'
     params = dict(dataset='spleen', model='unet', patch_size=16, epochs=1, lr=1e-4, volume_size=96, n_train=2, n_val=1, n_test=3,
                   image_threshold=0., run=1, seed=0)
-    out = record_context_vs_fbr(params, res, pat, 'cpu', tmp_path)
+    out = record_context_vs_fbr(fbr_run({**params, 'data_dir': str(tmp_path)}), res, pat, 'cpu')
     tests = fbr_volumes('spleen', 'test', tmp_path, n_test=3)
     rows = pd.read_csv(res)
     assert rows.filename.tolist() == [v.name for v in tests] == ['spleen_38', 'spleen_39', 'spleen_4']  # sorted by path; test = after the first 26 + 5

@@ -4,32 +4,31 @@
 
 # %% ../../nbs/12_studies.fbr003.ipynb 2
 from __future__ import annotations
-import ast, copy, itertools, os
+import copy, itertools
 from pathlib import Path
 import numpy as np
 import torch
-import papermill as pm
-import yaml
 from fastai.callback.core import Callback, CancelValidException
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from monai.inferers import sliding_window_inference
 from monai.transforms import RandCropByPosNegLabel, SpatialPad
 from monai.transforms.utils import generate_spatial_bounding_box, map_binary_to_indices
-from ..core import check_choice, get_device, seed_everything
+from ..core import DEVICES, check_choice, get_device, seed_everything
 from ..datasets import Volume, load_3d
-from ..results import ResultsTable, run_id, track_run
+from ..results import ResultsTable
+from ..experiment import DataRef, Param, Run, declare
 from ..metrics import abs_diff, binary_counts, dice, hausdorff
 from ..models import get_model
 from ..losses import get_loss
 from ..train import make_learner, fit
 
 # %% auto 0
-__all__ = ['FBR_MODELS', 'FBR_DATASETS', 'RUN_KEYS', 'SPLEEN', 'PatchSampler', 'PatchDataset', 'cat_patches', 'volume_items',
-           'patch_dataloaders', 'sliding_window_logits', 'predict_volume', 'volume_metrics', 'BestValidDice',
-           'check_patch_size', 'fbr_model', 'train_fbr', 'run_params', 'crop_nonzero', 'fbr_volumes', 'context_vs_fbr',
-           'record_context_vs_fbr', 'expand_protocol', 'notebook_defaults', 'run_protocol', 'SPHERE_SIZE',
-           'SPHERE_RADII', 'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder', 'write_synthetic3d',
+__all__ = ['FBR_MODELS', 'FBR_DATASETS', 'RUN_KEYS', 'SPLEEN', 'FBR_PARAMS', 'PatchSampler', 'PatchDataset', 'cat_patches',
+           'volume_items', 'patch_dataloaders', 'sliding_window_logits', 'predict_volume', 'volume_metrics',
+           'BestValidDice', 'check_patch_size', 'fbr_model', 'train_fbr', 'crop_nonzero', 'fbr_volumes',
+           'context_vs_fbr', 'fbr_data', 'fbr_run', 'record_context_vs_fbr', 'SPHERE_SIZE', 'SPHERE_RADII',
+           'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder', 'write_synthetic3d',
            'read_msd_pairs']
 
 # %% ../../nbs/12_studies.fbr003.ipynb
@@ -171,11 +170,6 @@ RUN_KEYS = ('dataset', 'model', 'patch_size', 'epochs', 'lr', 'volume_size', 'n_
             'run', 'seed')
 SPLEEN = dict(task='Task09_Spleen', spacing=(1.5, 1.5, 2.0), intensity_range=(-57, 164))
 
-def run_params(params: dict) -> dict:
-    "The run-defining entries (`RUN_KEYS`) of `params`."
-    if missing := [k for k in RUN_KEYS if k not in params]: raise ValueError(f"missing run parameter(s): {', '.join(missing)}")
-    return {k: params[k] for k in RUN_KEYS}
-
 def crop_nonzero(vol: Volume) -> Volume:
     "`vol` cropped to the bounding box of its non-zero image voxels."
     start, end = generate_spatial_bounding_box(vol.image, lambda x: x > 0)
@@ -210,40 +204,30 @@ def context_vs_fbr(dataset='synthetic', model='unet', patch_size=16, epochs=2, l
             'valid_dice': best.best if best.best_state is not None else float('nan')}
 
 # %% ../../nbs/12_studies.fbr003.ipynb
-def record_context_vs_fbr(params: dict, results, patches_results, device='cpu', data_dir=None,
-                          progress: bool = False) -> dict:
-    "Run `context_vs_fbr` for run `params` (`RUN_KEYS`) and write its rows; returns its output, rows and run id."
-    params = run_params(params)
-    with track_run(params, get_device(device).type) as rec:
-        out = context_vs_fbr(**params, device=device, data_dir=data_dir or None, progress=progress)
-        rows = [rec.row(**r, best_epoch=out['best_epoch'], valid_dice=out['valid_dice']) for r in out['test']]
-    ids = {'run_id': rec['run_id'], **{k: params[k] for k in ('dataset', 'model', 'patch_size', 'run')}}
-    ResultsTable(patches_results, key=('run_id', 'draw')).replace_run(rec['run_id'], [{**ids, **p} for p in out['patches']])
-    ResultsTable(results, key=('run_id', 'filename')).replace_run(rec['run_id'], rows)
-    return {**out, 'rows': rows, 'run_id': rec['run_id']}
+FBR_PARAMS = dict(dataset=Param(choices=FBR_DATASETS), model=Param(choices=FBR_MODELS), patch_size=Param(ge=16),
+                  epochs=Param(ge=1), lr=Param(gt=0), volume_size=Param(ge=16), n_train=Param(ge=1), n_val=Param(ge=1),
+                  n_test=Param(ge=1), run=Param(ge=1), device=Param(choices=DEVICES))
+
+def fbr_data(params: dict) -> DataRef:
+    "The data a study 003 run with `params` reads: generated spheres (`synthetic3d`) or the MSD spleen task (`msd`)."
+    if params['dataset'] == 'synthetic':
+        opts = {k: params[k] for k in ('volume_size', 'n_train', 'n_val', 'n_test', 'seed')}
+        return DataRef('synthetic3d', params['data_dir'] or None, opts, '3d')
+    return DataRef('msd', params['data_dir'] or None, dict(SPLEEN), '3d')
+
+def fbr_run(params: dict) -> Run:
+    "The checked `Run` of study 003 parameters `params` (`RUN_KEYS`, optionally device and data_dir), planned as the notebook plans it."
+    values = {'device': 'cpu', 'data_dir': None, **params}
+    return declare({k: Param(v) for k, v in values.items()}, fbr_data, **{k: p for k, p in FBR_PARAMS.items() if k in values}).plan()
 
 # %% ../../nbs/12_studies.fbr003.ipynb
-def expand_protocol(protocol) -> tuple[str, list[dict]]:
-    "The notebook of YAML `protocol` and the parameters of each of its runs (fixed parameters + one grid point)."
-    spec = yaml.safe_load(Path(protocol).read_text())
-    if unknown := set(spec) - {'notebook', 'parameters', 'grid'}:
-        raise ValueError(f"{protocol}: unknown key(s) {', '.join(sorted(unknown))}; expected notebook, parameters, grid")
-    grid = spec.get('grid') or {}
-    combos = itertools.product(*grid.values())
-    return spec['notebook'], [{**(spec.get('parameters') or {}), **dict(zip(grid, c))} for c in combos]
-
-def notebook_defaults(notebook) -> dict:
-    "The default values in the `parameters` cell of `notebook`."
-    return {k: ast.literal_eval(v['default']) for k, v in pm.inspect_notebook(str(notebook)).items()}
-
-def run_protocol(protocol, out_dir='results/runs', dry_run: bool = False, kernel: str = 'python3') -> list[dict]:
-    "Execute every run of `protocol` not yet in its results CSV; returns the parameters of the runs (to be) executed."
-    notebook, runs = expand_protocol(protocol)
-    defaults = notebook_defaults(notebook)
-    todo = [p for p in runs if not ResultsTable({**defaults, **p}['results'], key=('run_id', 'filename'))
-                                   .has_run(run_id(run_params({**defaults, **p})))]
-    for p in ([] if dry_run else todo):
-        out = Path(out_dir)/f"{Path(notebook).stem}_{run_id(run_params({**defaults, **p}))}.ipynb"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pm.execute_notebook(notebook, out, parameters=p, kernel_name=kernel, cwd=os.getcwd(), progress_bar=False)
-    return todo
+def record_context_vs_fbr(exp: Run, results, patches_results, device='cpu', progress: bool = False) -> dict:
+    "Run `context_vs_fbr` for the checked run `exp` and write its rows; returns its output, rows and run id."
+    params = {k: exp.params[k] for k in RUN_KEYS}
+    with exp.track(get_device(device).type) as rec:
+        out = context_vs_fbr(**params, device=device, data_dir=exp.params.get('data_dir') or None, progress=progress)
+        rows = [rec.row(**r, best_epoch=out['best_epoch'], valid_dice=out['valid_dice']) for r in out['test']]
+    ids = {'run_id': exp.run_id, **{k: params[k] for k in ('dataset', 'model', 'patch_size', 'run')}}
+    ResultsTable(patches_results, key=('run_id', 'draw')).replace_run(exp.run_id, [{**ids, **p} for p in out['patches']])
+    ResultsTable(results, key=('run_id', 'filename')).replace_run(exp.run_id, rows)
+    return {**out, 'rows': rows, 'run_id': exp.run_id}
