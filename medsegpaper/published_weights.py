@@ -88,12 +88,13 @@ def _encoder_part(sd: dict) -> tuple[dict, dict]:
             return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, {k: v for k, v in sd.items() if not k.startswith(prefix)}
     return sd, {}
 
+_KINDS = {'resnet50': r'levels\.\d+\.\d+\.(conv|bn)[123]\.',
+          'unet': r'(down_layers\.\d+|bottom_block)\.conv\d+\.block\.\d+\.',
+          'swin': r'(down_layers\.\d+|bottom_block)\.conv\d+\.(norm[12]|attn|mlp)\.'}
+
 def study000_kind(sd: dict) -> str | None:
-    "Which of study 000's encoders the (prefix-free) state dict `sd` holds, if any."
-    if 'stem.0.weight' in sd and 'levels.0.0.conv1.weight' in sd: return 'resnet50'
-    if 'first_block.weight' in sd and 'down_layers.0.conv0.block.0.weight' in sd: return 'unet'
-    if 'first_block.proj.weight' in sd and 'down_layers.0.conv0.norm1.weight' in sd: return 'swin'
-    return None
+    "Which of study 000's encoders the (prefix-free) state dict `sd` holds, by the names of its blocks; `None` if none."
+    return next((kind for kind, pattern in _KINDS.items() if any(re.match(pattern, k) for k in sd)), None)
 
 # %% ../nbs/05b_published_weights.ipynb
 def _resnet_key(k):
