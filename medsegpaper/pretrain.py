@@ -34,7 +34,8 @@ from .train import make_learner
 # %% auto 0
 __all__ = ['ENCODERS', 'SCHEMES', 'ADAMW', 'LADDER', 'study_drop_path', 'pretrain_encoder', 'Classifier', 'OnBytes',
            'pretrain_transforms', 'pretrain_dataloaders', 'host_rng', 'batch_seed', 'MixCutErase', 'PretrainLoss',
-           'study_lr', 'warmup_cosine', 'EffectiveBatch', 'ladder_epochs', 'saved_states', 'Ladder', 'pretrain']
+           'study_lr', 'warmup_cosine', 'EffectiveBatch', 'ladder_epochs', 'saved_states', 'Ladder', 'pretrain_learner',
+           'pretrain']
 
 # %% ../nbs/11_pretrain.ipynb
 ENCODERS = ('resnet50', 'resnet50_zeropad', 'unet', 'swin')
@@ -140,8 +141,8 @@ class EffectiveBatch(Callback):
     "Accumulate micro-batch gradients to steps over `batch_size` images; an epoch's last, smaller group steps at the epoch's end."
     order, run_valid = MixedPrecision.order - 4, False
     def __init__(self, batch_size: int): self.batch_size = batch_size
-    def before_epoch(self): self.per = max(1, self.batch_size // self.dls.train.bs)
     def after_loss(self):
+        self.per = max(1, self.batch_size // len(self.yb[0]))  # micro-batches of equal size (the last one is dropped)
         first = self.iter // self.per * self.per
         self.learn.loss_grad = self.learn.loss_grad / min(self.per, self.n_iter - first)
     def before_step(self):
@@ -189,6 +190,18 @@ class Ladder(Callback):
             for ext in ('pth', 'rng'): (self.folder/f'state_{old}.{ext}').unlink(missing_ok=True)
 
 # %% ../nbs/11_pretrain.ipynb
+def pretrain_learner(dls: DataLoaders, model: Classifier, folder, n_classes: int, scheme: str = 'simple', keep=(),
+                     batch_size: int = 4096, lr: float = 4e-3, weight_decay: float = 0.05, label_smoothing: float = 0.1,
+                     seed: int = 0, device='auto', progress: bool = True, scores=(), cbs=()) -> Learner:
+    "The fastai Learner of study 000's pretraining of `model` on `dls`: loss, AdamW, effective batch, the ladder (`keep` epochs) in `folder`."
+    cbs = [EffectiveBatch(batch_size), Ladder(folder, keep, scores), *cbs]
+    if check_choice('scheme', scheme, SCHEMES) == 'advanced': cbs.append(MixCutErase(n_classes, seed, label_smoothing))
+    learn = make_learner(dls, model, PretrainLoss(label_smoothing), 'adamw', lr, weight_decay, device,
+                         metrics=[accuracy], cbs=cbs, progress=progress)
+    learn.opt_func, learn.path, learn.model_dir = ADAMW, Path(folder), '.'
+    if not progress: learn.logger = lambda *args: None
+    return learn
+
 def pretrain(train_items, valid_items, n_classes: int, folder, encoder: str = 'resnet50', scheme: str = 'simple',
              width: float = 1., epochs: int = 300, ladder=LADDER, batch_size: int = 4096, micro_batch: int = 256,
              lr: float | None = None, warmup_epochs: int = 20, img_size: int = 224, weight_decay: float = 0.05,
@@ -203,18 +216,12 @@ def pretrain(train_items, valid_items, n_classes: int, folder, encoder: str = 'r
     model = Classifier(pretrain_encoder(encoder, width, img_size, study_drop_path(encoder, scheme)), n_classes)
     dls = pretrain_dataloaders(train_items, valid_items, img_size, scheme, micro_batch, seed, dev, workers)
     done = (saved_states(folder) or [0])[-1]
-    scores = torch.load(folder/f'state_{done}.rng', weights_only=True)['scores'] if done else []
-    cbs = [EffectiveBatch(batch_size), Ladder(folder, ladder_epochs(epochs, ladder), scores), *cbs]
-    if scheme == 'advanced': cbs.append(MixCutErase(n_classes, seed, label_smoothing))
-    learn = make_learner(dls, model, PretrainLoss(label_smoothing), 'adamw', lr or study_lr(encoder, scheme), weight_decay,
-                         dev, metrics=[accuracy], cbs=cbs, progress=progress)
-    learn.opt_func, learn.path, learn.model_dir = ADAMW, folder, '.'
-    if not progress: learn.logger = lambda *args: None
+    rng = torch.load(folder/f'state_{done}.rng', weights_only=True) if done else {'scores': []}
+    learn = pretrain_learner(dls, model, folder, n_classes, scheme, ladder_epochs(epochs, ladder), batch_size,
+                             lr or study_lr(encoder, scheme), weight_decay, label_smoothing, seed, dev, progress, rng['scores'], cbs)
     if done:
         learn.load(f'state_{done}', with_opt=True)
-        rng = torch.load(folder/f'state_{done}.rng', weights_only=True)
         torch.set_rng_state(rng['torch']); learn.dls.train.rng.setstate(rng['train_dl'])
     if done < epochs:
-        sched = ParamScheduler({'lr': warmup_cosine(learn.lr, warmup_epochs / epochs)})
-        learn.fit(epochs, learn.lr, cbs=sched, start_epoch=done)
+        learn.fit(epochs, learn.lr, cbs=ParamScheduler({'lr': warmup_cosine(learn.lr, warmup_epochs / epochs)}), start_epoch=done)
     return dict(learn=learn, scores=learn.cbs.filter(lambda c: isinstance(c, Ladder))[0].scores)
