@@ -6,12 +6,14 @@
 from __future__ import annotations
 import warnings
 import numpy as np
+import pandas as pd
 from scipy import stats
 from sklearn.covariance import ledoit_wolf_shrinkage
 
 # %% auto 0
 __all__ = ['GAUSSIANS', 'ESTIMATORS', 'as_samples', 'log_evidence', 'logme', 'class_means', 'h_score', 'regularized_h_score',
-           'pca_project', 'bhattacharyya_distance', 'gbc', 'coding_rate', 'transrate', 'rank_agreement']
+           'pca_project', 'bhattacharyya_distance', 'gbc', 'coding_rate', 'transrate', 'rank_agreement',
+           'rank_agreement_table']
 
 # %% ../nbs/14a_transferability_estimators.ipynb
 def as_samples(features, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -151,3 +153,30 @@ def rank_agreement(score, quality, lower_is_better: bool = False) -> dict:
         out.update(spearman=float(stats.spearmanr(s, q).statistic), kendall=float(stats.kendalltau(s, q).statistic),
                    weighted_tau=float(stats.weightedtau(s, q).statistic))
     return out
+
+# %% ../nbs/14a_transferability_estimators.ipynb
+def rank_agreement_table(df: pd.DataFrame, by, score: str, quality: str, lower_is_better: bool = False) -> pd.DataFrame:
+    "`rank_agreement` (but Kendall's tau) of `score` with `quality` in every group `by` of `df`, with Spearman's p-value."
+    by = list(by)
+    d = df[[*by, score, quality]].dropna(subset=[score, quality]).reset_index(drop=True)
+    d['_s'] = -d[score] if lower_is_better else d[score]
+    g = d.groupby(by, sort=True, dropna=False)
+    centred = lambda v: v - v.groupby([d[c] for c in by], dropna=False).transform('mean')
+    a, b = centred(g['_s'].rank()), centred(g[quality].rank())
+    gsum = lambda v: v.groupby([d[c] for c in by], sort=True, dropna=False).sum()
+    with np.errstate(invalid='ignore', divide='ignore'):
+        rho = gsum(a * b) / np.sqrt(gsum(a * a) * gsum(b * b))
+    n = g.size()
+    top = d[quality].where(d['_s'] == g['_s'].transform('max'))
+    out = pd.DataFrame({'n': n, 'spearman': rho.clip(-1, 1)})
+    with np.errstate(invalid='ignore', divide='ignore'):
+        t = out.spearman * np.sqrt((n - 2) / (1 - out.spearman**2))
+    out['spearman_p'] = np.where(n > 2, 2 * stats.t.sf(np.abs(t), np.maximum(n - 2, 1)), np.nan)
+    out.loc[out.spearman.isna(), 'spearman_p'] = np.nan
+    wt = {}
+    for k, idx in g.indices.items():
+        s, q = d['_s'].to_numpy()[idx], d[quality].to_numpy()[idx]
+        wt[k] = float(stats.weightedtau(s, q).statistic) if len(s) > 1 and np.ptp(s) > 0 and np.ptp(q) > 0 else np.nan
+    out['weighted_tau'] = pd.Series(wt).reindex(out.index).to_numpy()
+    out['regret'] = g[quality].max() - top.groupby([d[c] for c in by], sort=True, dropna=False).mean()
+    return out.reset_index()

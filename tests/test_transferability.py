@@ -90,3 +90,68 @@ def test_rank_agreement_by_its_definition():
     assert r['kendall'] == pytest.approx(sum(np.sign((s[j] - s[i]) * -(q[j] - q[i])) for i, j in pairs) / len(pairs), rel=1e-12)
     assert r['regret'] == pytest.approx(q.max() - q[np.argmin(s)])
     assert r['weighted_tau'] == pytest.approx(stats.weightedtau(-s, q).statistic)
+
+
+# --- study 000's analysis on its published files (the numbers quoted in nbs/transfer000_analysis.ipynb and the README)
+
+@pytest.fixture(scope='module')
+def published(request):
+    from tests.conftest import REFERENCE
+    from medsegpaper.studies import transfer000 as t
+    folder = REFERENCE/'medsegpretrain'
+    if not folder.is_dir(): pytest.skip(f'published reference files not found at {folder}')
+    down, rob = t.read_downstream(folder/'downstream_scores.csv'), t.read_robustness(folder/'robustness_scores.csv')
+    means = t.dice_by_length(t.drop_repeated_runs(down))
+    return dict(t=t, down=down, rob=rob, means=means, imagenet=t.imagenet_vs_dice(means))
+
+
+def test_published_flaws(reference, published):
+    t, down, rob = published['t'], published['down'], published['rob']
+    assert (len(down), len(rob)) == (1691, 25200)
+    rep = t.repeated_runs(down)
+    assert rep[['model', 'dataset', 'pretraining length', 'seed', 'rows', 'identical']].values.tolist() == [
+        ['ResNet50 Attention U-Net', 'IDRiD', 100, 123125, 2, True], ['basic U-Net', 'ACDC', 5, 123127, 2, True]]
+    miss = t.missing_runs(down)
+    assert len(miss) == 21 and set(miss.dataset) == {'IDRiD'} and set(miss.seed) == {123125}
+    assert miss.model.value_counts().to_dict() == {'Swin U-Net': 17, 'basic U-Net': 4}
+    assert len(t.drop_repeated_runs(down)) + len(miss) == 1710
+    assert t.copied_length_zero(rob) == {'acdc': 300, 'idrid': 300}
+    copies = t.length_zero_copies(rob)
+    other = copies[~((copies.length == 300) & copies.ds.isin(['acdc', 'idrid']))]
+    assert (other.equal == other.equal_zero).all() and copies.query("ds == 'covid_qu'").equal.max() == 1
+
+
+def test_published_pretraining_length(reference, published):
+    t, iv = published['t'], published['imagenet']
+    s = t.summarise(iv.assign(all=''), 'all').iloc[0]
+    assert (s.groups, round(s.mean_rho, 3), round(s.median_rho, 3), round(s.share_pos * 36), s.share_neg) == (36, 0.606, 0.909, 22, 0)
+    assert iv.best_length.value_counts().to_dict() == {300: 9, 250: 9, 200: 6, 1: 3, 0: 2, 20: 2, 150: 2, 5: 1, 50: 1, 100: 1}
+    assert round(t.summarise(iv, 'enc').loc['unet', 'mean_rho'], 2) == 0.23 and (iv.query("enc == 'unet'").best_length <= 50).sum() == 7
+    regrets = t.choice_regrets(published['means'])[['longest', 'none', 'random']]
+    assert regrets.mean().round(3).tolist() == [0.004, 0.051, 0.019] and round(regrets.longest.max(), 3) == 0.022
+
+
+def test_published_robustness_against_dice(reference, published):
+    t = published['t']
+    sv = t.score_vs_dice(published['rob'], published['means'])
+    clean = t.score_vs_dice(t.drop_copied_length_zero(published['rob']), published['means'])
+    row = lambda tab: t.summarise(tab.assign(all=''), 'all').iloc[0].round(3)
+    assert row(sv)[['groups', 'mean_rho', 'median_rho', 'share_pos', 'share_neg', 'mean_regret']].tolist() == [5040, 0.117, 0.14, 0.139, 0.053, 0.018]
+    assert row(clean)[['mean_rho', 'share_pos', 'share_neg']].tolist() == [0.12, 0.206, 0.102]
+    by = lambda k: t.summarise(sv, k).mean_rho.round(2).to_dict()
+    assert by('level') == {1: 0.02, 2: 0.05, 3: 0.11, 4: 0.2, 5: 0.23}
+    assert by('metric') == {'cosine_distance': 0.16, 'inv_pearson_corr': 0.14, 'l2_loss': 0.05}
+    assert by('pooled') == {False: 0.14, True: 0.09} and by('frozen') == {False: 0.07, True: 0.17}
+    assert (by('margin')[0.], by('margin')[1.]) == (0.18, 0.08) and by('enc') == {'resnet50': 0.06, 'swin': 0.31, 'unet': 0.02}
+    best = t.summarise(sv, t.ROBUSTNESS_VARIANT).sort_values('mean_rho').iloc[-1]
+    assert best.name == ('inv_pearson_corr', 0.25, 5, True) and (best.groups, round(best.mean_rho, 2), round(best.mean_regret, 3)) == (24, 0.36, 0.007)
+
+
+def test_analysis_notebook_without_any_results(tmp_path):
+    "With neither the published files nor ours, the analysis says where the files are published and stops cleanly."
+    import papermill as pm
+    from pathlib import Path
+    nb = Path(__file__).resolve().parents[1]/'nbs'/'transfer000_analysis.ipynb'
+    out = pm.execute_notebook(str(nb), str(tmp_path/'out.ipynb'), parameters=dict(published='none'), cwd=str(tmp_path), progress_bar=False)
+    text = ''.join(o.get('text', '') for c in out.cells if c.cell_type == 'code' for o in c.outputs)
+    assert 'github.com/aielte-research/MedSegPretrainImageNet' in text and 'Nothing to analyse' in text
