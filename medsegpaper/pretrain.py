@@ -4,14 +4,13 @@
 
 # %% ../nbs/11_pretrain.ipynb 2
 from __future__ import annotations
-import json, os, random, re
+import os, random, re
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torchvision.transforms import v2, InterpolationMode
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
