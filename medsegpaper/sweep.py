@@ -180,6 +180,8 @@ def show_status(rows):
 # %% ../nbs/13_sweep.ipynb
 RETRIED = ('start_failed', 'lost')
 
+def _executing(dask_worker) -> list[str]: return [ts.key for ts in dask_worker.state.executing]
+
 def _outcome(future) -> dict:
     try: return future.result()
     except Exception as e: return {'state': 'lost', 'error': f'{type(e).__name__}: {e}'}
@@ -195,9 +197,9 @@ class _Sweep:
 
     def submit(self, run: PlannedRun, delay: float):
         attempts = self.rows[run.run_id]['attempts'] + 1
-        self.record(run.run_id, state='running', attempts=attempts, error='')
+        self.record(run.run_id, state='pending', attempts=attempts, error='')
         f = self.client.submit(execute_run, str(self.p.notebook), str(run_folder(self.p, run.run_id)), worker_params(self.p, run),
-                               self.p.kernel, os.getcwd(), delay, self.threads, key=f'{run.run_id}-{uuid.uuid4().hex[:8]}', pure=False)
+                               self.p.kernel, os.getcwd(), delay, self.threads, key=f'run-{run.run_id}-{uuid.uuid4().hex[:8]}', pure=False)
         self.futures[f] = (run, attempts)
         return f
 
@@ -214,9 +216,13 @@ class _Sweep:
         self.bar.update(1)
 
     def progress(self):
+        "Mark the runs a worker is executing `running`, the other submitted ones `pending`; show the counts."
+        executing = {k for keys in self.client.run(_executing, on_error='ignore').values() for k in keys}
+        for f, (run, _) in self.futures.items():
+            state = 'running' if f.key in executing else 'pending'
+            if self.rows[run.run_id]['state'] != state: self.record(run.run_id, state=state)
         states = [r['state'] for r in self.rows.values()]
-        running = sum(map(len, self.client.processing().values()))
-        self.bar.set_postfix(done=states.count('done'), running=running, failed=states.count('failed'), refresh=True)
+        self.bar.set_postfix(done=states.count('done'), running=states.count('running'), failed=states.count('failed'), refresh=True)
 
 # %% ../nbs/13_sweep.ipynb
 def run_sweep(protocol, workers: int | None = None, scheduler: str | None = None, cluster: str | None = None,

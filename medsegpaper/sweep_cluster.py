@@ -85,8 +85,7 @@ def local_cluster(workers: int | None = None, gpus: list[str] | None = None):
     "A Dask cluster of local worker processes running one run at a time each, one GPU each where there are GPUs."
     from distributed import Nanny, Scheduler, SpecCluster
     envs = worker_environments(workers, gpus)
-    quiet = {'DASK_LOGGING__DISTRIBUTED': 'error'}
-    specs = {i: {'cls': Nanny, 'options': {'nthreads': 1, 'env': {**quiet, **env}}} for i, env in enumerate(envs)}
+    specs = {i: {'cls': Nanny, 'options': {'nthreads': 1, 'env': env, 'silence_logs': 40}} for i, env in enumerate(envs)}
     return SpecCluster(workers=specs, scheduler={'cls': Scheduler, 'options': {'dashboard_address': None}},
                        silence_logs=50, name='medsegpaper-sweep')
 
@@ -95,7 +94,7 @@ def slurm_cluster(config: dict | None = None):
     "dask-jobqueue's `SLURMCluster` from `config` (the protocol's `cluster.slurm`, less `jobs`) over dask's `jobqueue.slurm` settings."
     from dask_jobqueue import SLURMCluster
     cfg = {k: v for k, v in (config or {}).items() if k != 'jobs'}
-    return SLURMCluster(**{'scheduler_options': {'dashboard_address': None}, **cfg})
+    return SLURMCluster(**{'scheduler_options': {'dashboard_address': ':0'}, **cfg})
 
 # %% ../nbs/13a_sweep_cluster.ipynb
 @contextmanager
@@ -107,6 +106,7 @@ def sweep_client(workers: int | None = None, scheduler: str | None = None, clust
     if scheduler:
         with Client(scheduler) as client: yield client, max(1, sum(client.nthreads().values())), config.get('threads')
     elif cluster == 'slurm':
+        if not shutil.which('sbatch'): raise OSError("--cluster slurm submits jobs with SLURM's sbatch, which is not on this machine's PATH")
         slurm = dict(config.get('slurm') or {})
         with slurm_cluster(slurm) as c, Client(c) as client:
             jobs = int(slurm.get('jobs', 1))
