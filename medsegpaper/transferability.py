@@ -13,30 +13,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms import functional as TF
 from .core import check_choice
-from .models import UNetEncoder, load_encoder_weights, timm_encoder
-from .models_swin import swin_encoder
+from .models import load_encoder_weights
+from .pretrain import pretrain_encoder
 from .transferability_estimators import ESTIMATORS
 
 # %% auto 0
-__all__ = ['ENCODERS', 'JITTER', 'PAIRINGS', 'DISTANCES', 'MARGINS', 'LADDER_FILE', 'build_encoder', 'load_encoder',
-           'encoder_levels', 'prepare_images', 'prepare_labels', 'jitter_draw', 'apply_jitter', 'color_jitter',
-           'negatives', 'batches', 'triplet_distances', 'triplet_sums', 'robustness', 'robustness_variant',
-           'sample_pixels', 'pixel_features', 'estimator_scores', 'checkpoint_ladder']
+__all__ = ['JITTER', 'PAIRINGS', 'DISTANCES', 'MARGINS', 'LADDER_FILE', 'load_encoder', 'encoder_levels', 'prepare_images',
+           'prepare_labels', 'jitter_draw', 'apply_jitter', 'color_jitter', 'negatives', 'batches', 'triplet_distances',
+           'triplet_sums', 'robustness', 'robustness_variant', 'sample_pixels', 'pixel_features', 'estimator_scores',
+           'checkpoint_ladder']
 
 # %% ../nbs/14_transferability.ipynb
-ENCODERS = ('resnet50', 'resnet50_zeropad', 'unet', 'swin')
-
-def build_encoder(name: str, width: float = 1., img_size: int = 224) -> nn.Module:
-    "Study 000's encoder `name` for RGB images, `width` times as wide, randomly initialised."
-    check_choice('encoder', name, ENCODERS)
-    if name == 'unet': return UNetEncoder(3, base=max(round(64 * width), 1))
-    if name == 'swin': return swin_encoder(3, width, img_size)
-    return timm_encoder(name, 3, width)
-
 def load_encoder(name: str, width: float = 1., img_size: int = 224, checkpoint=None, seed: int = 0) -> nn.Module:
-    "Encoder `name` initialised from `seed`, with the weights of the local file `checkpoint` if given, in eval mode."
+    "Encoder `name` (`pretrain.ENCODERS`) initialised from `seed`, with the weights of the local file `checkpoint` if given, in eval mode."
     torch.manual_seed(seed)
-    enc = build_encoder(name, width, img_size)
+    enc = pretrain_encoder(name, width, img_size)
     if checkpoint is not None: load_encoder_weights(enc, checkpoint)
     return enc.eval()
 
@@ -108,7 +99,7 @@ def batches(n: int, batch_size: int) -> list[range]:
 DISTANCES = ('cosine_distance', 'l2_loss', 'inv_pearson_corr')
 MARGINS = (0., .25, .5, .75, 1.)
 
-def _dot(x, y): return torch.einsum('bd,bd->b', x, y)
+def _dot(x, y): return torch.linalg.vecdot(x, y)
 
 def triplet_distances(a: torch.Tensor, p: torch.Tensor, neg) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     "Each of `DISTANCES` per image: (d(a_i, p_i), d(a_i, p_j(i))) for anchors `a` and positives `p` (B, D)."

@@ -102,8 +102,14 @@ GAUSSIANS = ('diagonal', 'spherical')
 def pca_project(X: np.ndarray, n_components: int) -> np.ndarray:
     "Centred `X` projected on its first `n_components` principal directions, leaving out directions in which it does not vary."
     Xc = X - X.mean(0)
-    _, s, Vt = np.linalg.svd(Xc, full_matrices=False)
-    return Xc @ Vt[:min(n_components, int((s > s[0] * 1e-10).sum()))].T
+    if len(Xc) > Xc.shape[1]:
+        w, V = np.linalg.eigh(Xc.T @ Xc)
+        w, V = w[::-1], V[:, ::-1]
+        keep = int((w > w[0] * 1e-14).sum()) if w[0] > 0 else 0
+    else:
+        _, s, Vt = np.linalg.svd(Xc, full_matrices=False)
+        V, keep = Vt.T, int((s > s[0] * 1e-7).sum()) if s[0] > 0 else 0
+    return Xc @ V[:, :min(n_components, keep)]
 
 def bhattacharyya_distance(mu1, var1, mu2, var2) -> float:
     "Bhattacharyya distance between two Gaussians with diagonal covariances `var1`, `var2` (vectors)."

@@ -155,3 +155,32 @@ def test_analysis_notebook_without_any_results(tmp_path):
     out = pm.execute_notebook(str(nb), str(tmp_path/'out.ipynb'), parameters=dict(published='none'), cwd=str(tmp_path), progress_bar=False)
     text = ''.join(o.get('text', '') for c in out.cells if c.cell_type == 'code' for o in c.outputs)
     assert 'github.com/aielte-research/MedSegPretrainImageNet' in text and 'Nothing to analyse' in text
+
+
+# --- nbs/transferability.ipynb
+
+NBS = __import__('pathlib').Path(__file__).resolve().parents[1]/'nbs'
+
+
+def test_transferability_parameters_checked_at_once():
+    from medsegpaper.experiment import ParameterError, notebook_experiment
+    exp = notebook_experiment(NBS/'transferability.ipynb')
+    with pytest.raises(ParameterError) as e: exp.plan(dict(pairing='reversed', width=-1., encoder='vgg', batch_size=1))
+    assert set(e.value.problems) == {'pairing', 'width', 'encoder', 'batch_size'}
+    assert 'derangement, original' in e.value.problems['pairing'] and 'ladder_dir' not in exp.plan().identity
+
+
+def test_transferability_notebook_on_given_checkpoints(tmp_path):
+    "Explicit checkpoint files, no random init, robustness only, the study's pairing: 150 rows per checkpoint in the published columns."
+    import pandas as pd, papermill as pm, torch
+    from medsegpaper.transferability import load_encoder
+    from medsegpaper.studies.transfer000 import ROBUSTNESS_COLUMNS
+    for n in (5, 1): torch.save(load_encoder('unet', .125, 16, seed=n).state_dict(), tmp_path/f'encoder_epoch_{n}.pth')
+    pm.execute_notebook(str(NBS/'transferability.ipynb'), str(tmp_path/'out.ipynb'), cwd=str(tmp_path), progress_bar=False,
+                        parameters=dict(checkpoints=[str(tmp_path)], init_seeds=[], estimators=[], img_size=16, max_images=6,
+                                        batch_size=5, pairing='original'))
+    rob = pd.read_csv(tmp_path/'results'/'robustness_scores.csv')
+    assert set(ROBUSTNESS_COLUMNS) <= set(rob.columns)
+    assert len(rob) == 300 and sorted(rob.pretraining_length.unique()) == [1, 5] and set(rob.encoder) == {'u-net_encoder'}
+    assert set(rob.pretraining_scheme) == {'simple_training'} and rob.robustness.notna().all() and rob.checkpoint_fingerprint.nunique() == 2
+    assert not (tmp_path/'results'/'transferability_scores.csv').exists()

@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from filelock import FileLock
 from ..io import DataError
+from ..experiment import notebook_experiment
+from ..pretrain import ladder_epochs
 from ..transferability_estimators import rank_agreement_table
 
 # %% auto 0
@@ -20,7 +23,8 @@ __all__ = ['DATASETS', 'MODELS', 'ENCODERS', 'SCHEMES', 'DOWNSTREAM_KEY', 'DOWNS
            'read_robustness', 'read_estimators', 'robustness_rows', 'estimator_rows', 'study_grid',
            'write_published_sample', 'repeated_runs', 'missing_runs', 'drop_repeated_runs', 'length_zero_copies',
            'copied_length_zero', 'drop_copied_length_zero', 'dice_by_length', 'imagenet_vs_dice', 'choice_regrets',
-           'score_vs_dice', 'summarise', 'plot_dice_by_length', 'plot_correlation_heatmaps', 'published_folder']
+           'score_vs_dice', 'summarise', 'plot_dice_by_length', 'plot_correlation_heatmaps', 'published_folder',
+           'pretrain_notebook', 'default_ladder']
 
 # %% ../../nbs/15_studies.transfer000.ipynb
 DATASETS = {'ACDC': 'acdc', 'COVIDQUDataset': 'covid_qu', 'COVID-QU': 'covid_qu', 'IDRiD': 'idrid'}
@@ -229,3 +233,25 @@ def published_folder(folder=None) -> Path:
     import medsegpaper
     root = os.environ.get('MEDSEGPAPER_REFERENCE') or Path(medsegpaper.__file__).resolve().parents[2]/'shared'/'reference'
     return Path(root)/'medsegpretrain'
+
+# %% ../../nbs/15_studies.transfer000.ipynb
+def pretrain_notebook() -> Path:
+    "`nbs/pretrain.ipynb` of this checkout."
+    import medsegpaper
+    return Path(medsegpaper.__file__).resolve().parents[1]/'nbs'/'pretrain.ipynb'
+
+def default_ladder(folder, notebook=None) -> tuple[Path, dict]:
+    "The ladder folder of `pretrain.ipynb`'s default run under `folder` (run first with papermill if incomplete) and the run's parameters."
+    import papermill as pm
+    nb = Path(notebook or pretrain_notebook())
+    run = notebook_experiment(nb).plan()
+    folder = Path(folder); ladder = folder/run.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    complete = lambda: all((ladder/f'encoder_epoch_{n}.pth').is_file() for n in ladder_epochs(run.params['epochs'], run.params['ladder']))
+    with FileLock(str(folder/f'{run.run_id}.lock')):
+        if not complete():
+            print(f'pretraining the default ladder: {nb.name} with its defaults into {ladder}')
+            pm.execute_notebook(str(nb), str(folder/f'pretrain_{run.run_id}.ipynb'), progress_bar=False, cwd=os.getcwd(),
+                                parameters=dict(checkpoint_dir=str(folder.resolve()), results=str((folder/'pretrain_scores.csv').resolve())))
+        if not complete(): raise FileNotFoundError(f"{nb} ran but left no complete ladder in {ladder}")
+    return ladder, run.params
