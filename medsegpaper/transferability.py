@@ -105,10 +105,11 @@ def triplet_distances(a: torch.Tensor, p: torch.Tensor, neg) -> dict[str, tuple[
     "Each of `DISTANCES` per image: (d(a_i, p_i), d(a_i, p_j(i))) for anchors `a` and positives `p` (B, D)."
     n = p[neg]
     ac, pc = a - a.mean(1, keepdim=True), p - p.mean(1, keepdim=True)
+    dp, dn = a - p, a - n
     na, np_, nac, npc = (_dot(v, v).sqrt() for v in (a, p, ac, pc))
     cos = lambda x, nx, ny: 1 - x / (nx * ny)
     return {'cosine_distance': (cos(_dot(a, p), na, np_), cos(_dot(a, n), na, np_[neg])),
-            'l2_loss': (((a - p)**2).mean(1), ((a - n)**2).mean(1)),
+            'l2_loss': (_dot(dp, dp) / a.shape[1], _dot(dn, dn) / a.shape[1]),
             'inv_pearson_corr': (cos(_dot(ac, pc), nac, npc), cos(_dot(ac, pc[neg]), nac, npc[neg]))}
 
 def _flat(f: torch.Tensor, pooled: bool) -> torch.Tensor: return f.mean((2, 3)) if pooled else f.flatten(1)
