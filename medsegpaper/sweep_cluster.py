@@ -86,7 +86,7 @@ def local_cluster(workers: int | None = None, gpus: list[str] | None = None):
     from distributed import Nanny, Scheduler, SpecCluster
     envs = worker_environments(workers, gpus)
     specs = {i: {'cls': Nanny, 'options': {'nthreads': 1, 'env': env, 'silence_logs': 40}} for i, env in enumerate(envs)}
-    return SpecCluster(workers=specs, scheduler={'cls': Scheduler, 'options': {'dashboard_address': None}},
+    return SpecCluster(workers=specs, scheduler={'cls': Scheduler, 'options': {'dashboard_address': ':0'}},
                        silence_logs=50, name='medsegpaper-sweep')
 
 # %% ../nbs/13a_sweep_cluster.ipynb
