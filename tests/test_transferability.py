@@ -95,7 +95,7 @@ def test_rank_agreement_by_its_definition():
 # --- study 000's analysis on its published files (the numbers quoted in nbs/transfer000_analysis.ipynb and the README)
 
 @pytest.fixture(scope='module')
-def published(request):
+def published():
     from tests.conftest import REFERENCE
     from medsegpaper.studies import transfer000 as t
     folder = REFERENCE/'medsegpretrain'
