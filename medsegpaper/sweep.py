@@ -145,7 +145,7 @@ def _excerpt(text) -> str: return text if len(text) <= ERROR_EXCERPT else text[:
 def sweep_states(protocol: Protocol, runs: list[PlannedRun], force: bool = False) -> dict[str, dict]:
     "The status row of each of `runs`: done when in the first results table (unless `force`), failed when invalid, else from the last sweep or pending."
     old = status_table(protocol).read()
-    old = {} if old.empty else {r['run_id']: r for r in old.fillna('').to_dict('records')}
+    old = {} if old.empty else {r['run_id']: r for r in old.astype(object).fillna('').to_dict('records')}
     done = set() if force else finished_runs(protocol)
     rows = {}
     for r in runs:
