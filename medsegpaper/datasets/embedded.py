@@ -16,9 +16,10 @@ from ..io import *
 from .core import *
 
 # %% auto 0
-__all__ = ['BRAIN_CLASSES', 'SHAPES', 'SYNTHETIC_SIZES', 'SPHERE_SIZE', 'SPHERE_RADII', 'DIGITS_VALID_EVERY', 'brain_files',
-           'brain_arrays', 'brain_labels', 'brain_slices', 'synthetic_shapes', 'synthetic_classes', 'shape_volume',
-           'radius_range', 'sphere_volume', 'random_sphere', 'synthetic3d_folder', 'write_synthetic3d', 'write_digits']
+__all__ = ['BRAIN_CLASSES', 'BRAIN_STRUCTURES', 'SHAPES', 'SYNTHETIC_SIZES', 'SPHERE_SIZE', 'SPHERE_RADII', 'DIGITS_VALID_EVERY',
+           'brain_files', 'brain_arrays', 'brain_labels', 'brain_slices', 'brain_right_side', 'brain_named_labels',
+           'synthetic_shapes', 'synthetic_classes', 'shape_volume', 'radius_range', 'sphere_volume', 'random_sphere',
+           'synthetic3d_folder', 'write_synthetic3d', 'write_digits']
 
 # %% ../../nbs/03a_datasets.embedded.ipynb
 BRAIN_CLASSES = ['background', 'grey_matter', 'white_matter']
@@ -78,6 +79,23 @@ def _brain_3d(split, root=None, size=None, tissue_threshold=0.5, min_tissue=0.05
 register_dataset('brain', load_2d=_brain_2d, load_3d=_brain_3d,
                  layout='embedded: nilearn/datasets/data/mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a_converted.nii.gz',
                  url='https://nist.mni.mcgill.ca/icbm-152-nonlinear-atlases-2009/')
+
+# %% ../../nbs/03a_datasets.embedded.ipynb
+BRAIN_STRUCTURES = ['background', 'left_grey_matter', 'right_grey_matter', 'left_white_matter', 'right_white_matter']
+
+@lru_cache(maxsize=8)
+def brain_right_side(size: int | None = None) -> np.ndarray:
+    "(H, W) bool map of the subject's right hemisphere (world x >= 0) on the in-plane grid of `brain_slices(size)`."
+    aff = read_nifti(brain_files()['t1'])[1]
+    h, w = brain_arrays()[0].shape[1:]
+    right = np.broadcast_to(aff[0, 0] * np.arange(w) + aff[0, 3] >= 0, (1, h, w)).astype(np.float32)
+    out = right[0] > 0.5 if size is None else resize_stack(pad_square(right), size)[0] > 0.5
+    out.setflags(write=False)
+    return out
+
+def brain_named_labels(label: np.ndarray, size: int | None = None) -> np.ndarray:
+    "`brain_labels` (0/1 grey/2 white) split by hemisphere into the classes of `BRAIN_STRUCTURES`."
+    return np.where(label > 0, 2 * label - 1 + brain_right_side(size), 0).astype(np.int64)
 
 # %% ../../nbs/03a_datasets.embedded.ipynb
 SHAPES = ('disc', 'rectangle', 'triangle', 'ellipse')
