@@ -243,10 +243,10 @@ def encoder_width_kw(name: str, width: float = 1.) -> dict:
 def _no_encoder(name, encoder):
     if encoder is not None: raise ValueError(f"model {name!r} has a fixed encoder; encoder={encoder!r} applies to 'timm_unet' and 'attention_unet'")
 
-def unet(in_channels: int, n_classes: int, encoder=None, base: int = 64, depth: int = 4) -> EncoderDecoder:
-    "Study 000's basic U-Net with widths `base`..`base*2**depth`."
+def unet(in_channels: int, n_classes: int, encoder=None, base: int = 64, depth: int = 4, width: float = 1.) -> EncoderDecoder:
+    "Study 000's basic U-Net with widths `base`..`base*2**depth`, `base` scaled by `width` as `pretrain_encoder` does."
     _no_encoder('unet', encoder)
-    enc = UNetEncoder(in_channels, base, depth)
+    enc = UNetEncoder(in_channels, max(round(base * width), 1), depth)
     return EncoderDecoder(enc, n_classes, enc.feature_info.channels()[-2::-1])
 
 def timm_encoder(name: str, in_channels: int = 3, width: float = 1., **kw) -> nn.Module:
