@@ -16,6 +16,7 @@ from fastcore.foundation import L
 from monai.networks import nets as monai_nets
 from .core import check_choice
 from .models_swin import SwinUNet, swin_unet
+from .models_mmseg import MMSEG_MODELS
 from .published_weights import study000_encoder_state
 
 # %% auto 0
@@ -287,7 +288,7 @@ def unetr(in_channels: int, n_classes: int, encoder=None, img_size=None, **kw) -
     return monai_nets.UNETR(in_channels=in_channels, out_channels=n_classes, img_size=img_size, spatial_dims=3, **{**UNETR_KW, **kw})
 
 MODELS = dict(unet=unet, timm_unet=timm_unet, attention_unet=partial(timm_unet, attention=True), swin_unet=swin_unet,
-              unet3d=unet3d, attention_unet3d=attention_unet3d, unetr=unetr)
+              unet3d=unet3d, attention_unet3d=attention_unet3d, unetr=unetr, **MMSEG_MODELS)
 MODELS_2D, MODELS_3D = ('unet', 'timm_unet', 'attention_unet', 'swin_unet'), ('unet3d', 'attention_unet3d', 'unetr')
 
 def get_model(name: str, in_channels: int, n_classes: int, encoder: str | None = None,
