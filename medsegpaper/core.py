@@ -4,12 +4,12 @@
 
 # %% ../nbs/00_core.ipynb 2
 from __future__ import annotations
-import os, random
+import os, random, warnings
 from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['DEVICES', 'data_root', 'check_choice', 'get_device', 'seed_everything']
+__all__ = ['DEVICES', 'data_root', 'check_choice', 'get_device', 'seed_everything', 'import_fastai']
 
 # %% ../nbs/00_core.ipynb
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -46,3 +46,10 @@ def seed_everything(seed: int, device: str | torch.device = 'cpu') -> int:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return seed
+
+# %% ../nbs/00_core.ipynb
+def import_fastai() -> None:
+    "Import fastai's base modules without torch's `torch.jit.script is deprecated` warning that `fastai.layers` triggers at import."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning, module=r'torch\.jit')
+        import fastai.torch_basics  # noqa: F401

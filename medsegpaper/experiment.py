@@ -249,10 +249,10 @@ class Run:
             if self.fingerprint: rec.update(data_fingerprint=self.fingerprint['hash'], data_files=self.fingerprint.get('files'))
             yield rec
 
-    def checkpoints(self, checkpoint_dir) -> Path | None:
-        "`<checkpoint_dir>/<run_id>`, claimed for this run's parameters and data (`claim_checkpoints`); `None` for an empty `checkpoint_dir`."
-        if not checkpoint_dir: return None
-        return claim_checkpoints(Path(checkpoint_dir)/self.run_id,
+    def checkpoints(self, checkpoint_dir, folder=None) -> Path | None:
+        "`folder`, else `<checkpoint_dir>/<run_id>`, claimed for this run's parameters and data (`claim_checkpoints`); `None` if both are empty."
+        if not (folder or checkpoint_dir): return None
+        return claim_checkpoints(Path(folder or Path(checkpoint_dir)/self.run_id),
                                  {'run_id': self.run_id, 'params': self.identity, 'data': self.fingerprint})
 
 # %% ../nbs/09_experiment.ipynb

@@ -15,6 +15,8 @@ from torchvision.transforms import v2, InterpolationMode
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 from timm.loss import SoftTargetCrossEntropy
+from .core import check_choice, get_device, import_fastai, seed_everything
+import_fastai()
 from fastai.callback.core import Callback, CancelBatchException
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.schedule import ParamScheduler, SchedCos, SchedLin, combine_scheds
@@ -24,7 +26,6 @@ from fastai.learner import Learner, Recorder
 from fastai.losses import LabelSmoothingCrossEntropy
 from fastai.metrics import accuracy
 from fastai.optimizer import Adam
-from .core import check_choice, get_device, seed_everything
 from .datasets.imagenet import ImageNetNpy
 from .models import UNetEncoder, timm_encoder
 from .models_swin import swin_encoder
@@ -33,8 +34,8 @@ from .train import make_learner
 # %% auto 0
 __all__ = ['ENCODERS', 'SCHEMES', 'ADAMW', 'LADDER', 'study_drop_path', 'pretrain_encoder', 'Classifier', 'OnBytes',
            'pretrain_transforms', 'pretrain_dataloaders', 'host_rng', 'batch_seed', 'MixCutErase', 'PretrainLoss',
-           'study_lr', 'warmup_cosine', 'EffectiveBatch', 'ladder_epochs', 'saved_states', 'Ladder', 'pretrain_learner',
-           'pretrain']
+           'study_lr', 'warmup_cosine', 'EffectiveBatch', 'ladder_epochs', 'saved_states', 'ladder_scores', 'Ladder',
+           'pretrain_learner', 'pretrain']
 
 # %% ../nbs/11_pretrain.ipynb
 ENCODERS = ('resnet50', 'resnet50_zeropad', 'unet', 'swin')
@@ -162,6 +163,12 @@ def saved_states(folder) -> list[int]:
     "The epochs n with a complete resume state (`state_<n>.pth` and `state_<n>.rng`) in `folder`, in order."
     found = [int(m.group(1)) for p in Path(folder).glob('state_*.pth') if (m := re.fullmatch(r'state_(\d+)\.pth', p.name))]
     return sorted(n for n in found if (Path(folder)/f'state_{n}.rng').exists())
+
+def ladder_scores(folder) -> dict[int, dict]:
+    "The validation scores of the encoders kept in ladder `folder`, by epoch, as its newest resume state holds them."
+    done = saved_states(folder)
+    if not done: raise FileNotFoundError(f"{folder}: no resume state (state_<n>.pth and .rng); not a ladder folder of pretrain.ipynb")
+    return {s['epoch']: s for s in torch.load(Path(folder)/f'state_{done[-1]}.rng', weights_only=True)['scores']}
 
 class Ladder(Callback):
     "After each epoch: the resume state `state_<n>`; at the `keep` epochs the encoder as `encoder_epoch_<n>.pth` and its scores."

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from .core import check_choice, get_device, import_fastai
+import_fastai()
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 from fastai.optimizer import SGD, Adam
@@ -18,13 +20,12 @@ from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
-from .core import check_choice, get_device
 from .results import canonical_json
 
 # %% auto 0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'MANIFEST', 'SchedPolyDecay', 'lr_schedule', 'EpochCheckpoint', 'make_learner',
            'CheckpointWarning', 'checkpoint_epochs', 'last_checkpoint', 'checkpoint_damage', 'resume_point', 'fit',
-           'claim_checkpoints', 'predict_masks']
+           'claim_checkpoints', 'full_size_logits', 'predict_masks', 'predict_probs']
 
 # %% ../nbs/08_train.ipynb
 OPTIMIZERS = {
@@ -165,17 +166,22 @@ def claim_checkpoints(folder, made_with: dict) -> Path:
 
 # %% ../nbs/08_train.ipynb
 @torch.no_grad()
-def predict_masks(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8) -> list[np.ndarray]:
-    "Integer masks, one per image at its own (H, W), from `model` applied to `tfm`-prepared images."
+def full_size_logits(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8):
+    "Yield `model`'s logits (C, H, W) for each of `images`, prepared by `tfm` and resized back to the image's own (H, W)."
     dev = get_device(device)
     model = model.to(dev).eval()
-    masks = []
     for i in range(0, len(images), batch_size):
         chunk = images[i:i + batch_size]
         x = torch.stack([tfm(im, np.zeros(im.shape[-2:], np.int64))[0] for im in chunk]).to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
             logits = model(x).float()
         for im, lg in zip(chunk, logits):
-            full = F.interpolate(lg[None], size=tuple(im.shape[-2:]), mode='bilinear', align_corners=False)
-            masks.append(full[0].argmax(0).cpu().numpy().astype(np.int64))
-    return masks
+            yield F.interpolate(lg[None], size=tuple(im.shape[-2:]), mode='bilinear', align_corners=False)[0]
+
+def predict_masks(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8) -> list[np.ndarray]:
+    "Integer masks, one per image at its own (H, W), from `model` applied to `tfm`-prepared images."
+    return [lg.argmax(0).cpu().numpy().astype(np.int64) for lg in full_size_logits(model, images, tfm, device, batch_size)]
+
+def predict_probs(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8) -> list[np.ndarray]:
+    "Softmax class probabilities (C, H, W), one per image at its own (H, W): for AUROC and AP (study 000)."
+    return [lg.softmax(0).cpu().numpy() for lg in full_size_logits(model, images, tfm, device, batch_size)]

@@ -25,7 +25,7 @@ BAD = [  # (papermill value of one parameter, the parameter named, what the mess
     ({'lr': 'abc'}, 'lr', "lr must be a finite number > 0, got 'abc'"),
     ({'epochs': 1.5}, 'epochs', 'epochs must be an integer >= 1, got 1.5'),
     ({'seed': 'abc'}, 'seed', "seed must be an integer, got 'abc'"),
-    ({'width': 0}, 'width', 'width must be >= 1, got 0'),
+    ({'width': 0}, 'width', 'width must be > 0, got 0'),
     ({'dataset_opts': '{"channels": 3}'}, 'dataset_opts', "pass lists and dicts with papermill's -y"),
     ({'dataset_opts': {'chanels': 3}}, 'dataset_opts', "unknown option 'chanels' for dataset 'brain'; valid options: size, "),
 ]

@@ -12,7 +12,7 @@ from medsegpaper.sweep_cluster import slurm_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = Path(sys.executable).parent/'medsegpaper-sweep'
-TINY = dict(epochs=1, img_size=32, batch_size=4, width=4, device='cpu')
+TINY = dict(epochs=1, img_size=32, batch_size=4, width=0.0625, device='cpu')
 
 
 def write_protocol(folder, notebook=REPO/'nbs'/'train.ipynb', **spec):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO/'nbs'/'train.ipynb'
-TINY = dict(epochs=1, img_size=32, batch_size=4, width=4)
+TINY = dict(epochs=1, img_size=32, batch_size=4, width=0.0625)
 
 
 def run_train(tmp_path, name='out', csv='scores.csv', **params):

@@ -10,7 +10,7 @@ from medsegpaper.datasets import DATASETS, load_2d
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DATASETS = sorted(n for n, s in DATASETS.items() if s.load_2d and (s.write_sample or n == 'synthetic2d'))
-TINY = dict(epochs=1, img_size=32, batch_size=2, width=4)
+TINY = dict(epochs=1, img_size=32, batch_size=2, width=0.0625)
 PARALLEL = 2  # notebooks at once: each spends most of its ~20 s importing torch/fastai/timm on one core
 
 

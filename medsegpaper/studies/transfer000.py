@@ -13,18 +13,20 @@ from plotly.subplots import make_subplots
 from filelock import FileLock
 from ..io import DataError
 from ..experiment import notebook_experiment
-from ..pretrain import ladder_epochs
+import json, re
+from ..pretrain import ladder_epochs, ladder_scores
+from ..train import MANIFEST
 from ..transferability_estimators import rank_agreement_table
 
 # %% auto 0
 __all__ = ['DATASETS', 'MODELS', 'ENCODERS', 'SCHEMES', 'DOWNSTREAM_KEY', 'DOWNSTREAM_COLUMNS', 'ROBUSTNESS_COLUMNS',
            'ESTIMATOR_COLUMNS', 'PUBLISHED_ENCODER', 'PUBLISHED_SCHEME', 'PUBLISHED_DATASET', 'LENGTHS', 'SEEDS',
-           'ROBUSTNESS_KEY', 'GROUP', 'ROBUSTNESS_VARIANT', 'PUBLISHED_AT', 'read_table', 'read_downstream',
-           'read_robustness', 'read_estimators', 'robustness_rows', 'estimator_rows', 'study_grid',
+           'ROBUSTNESS_KEY', 'GROUP', 'ROBUSTNESS_VARIANT', 'PUBLISHED_AT', 'PUBLISHED_MODEL', 'read_table',
+           'read_downstream', 'read_robustness', 'read_estimators', 'robustness_rows', 'estimator_rows', 'study_grid',
            'write_published_sample', 'repeated_runs', 'missing_runs', 'drop_repeated_runs', 'length_zero_copies',
            'copied_length_zero', 'drop_copied_length_zero', 'dice_by_length', 'imagenet_vs_dice', 'choice_regrets',
            'score_vs_dice', 'summarise', 'plot_dice_by_length', 'plot_correlation_heatmaps', 'published_folder',
-           'pretrain_notebook', 'default_ladder']
+           'pretrain_notebook', 'default_ladder', 'published_model', 'pretraining_of', 'downstream_row']
 
 # %% ../../nbs/15_studies.transfer000.ipynb
 DATASETS = {'ACDC': 'acdc', 'COVIDQUDataset': 'covid_qu', 'COVID-QU': 'covid_qu', 'IDRiD': 'idrid'}
@@ -255,3 +257,35 @@ def default_ladder(folder, notebook=None) -> tuple[Path, dict]:
                                 parameters=dict(checkpoint_dir=str(folder.resolve()), results=str((folder/'pretrain_scores.csv').resolve())))
         if not complete(): raise FileNotFoundError(f"{nb} ran but left no complete ladder in {ladder}")
     return ladder, run.params
+
+# %% ../../nbs/15_studies.transfer000.ipynb
+PUBLISHED_MODEL = {'unet': 'basic U-Net', 'attention_unet': 'ResNet50 Attention U-Net', 'swin_unet': 'Swin U-Net'}
+
+def published_model(model: str, encoder: str = '') -> str:
+    "Study 000's name of `train.ipynb`'s `model` with `encoder`."
+    if model not in PUBLISHED_MODEL or (model == 'attention_unet' and encoder not in ('', 'resnet50', 'resnet50_zeropad')):
+        raise ValueError(f"study 000 fine-tuned {', '.join(PUBLISHED_MODEL)} (attention_unet on resnet50 or resnet50_zeropad); "
+                         f"got model={model!r}, encoder={encoder!r}")
+    return PUBLISHED_MODEL[model]
+
+def pretraining_of(checkpoint) -> dict:
+    "`pretraining length`, `ImageNet accuracy` and `pretraining scheme` of a ladder checkpoint `encoder_epoch_<n>.pth` ('': random init)."
+    if not checkpoint: return {'pretraining length': 0, 'ImageNet accuracy': np.nan, 'pretraining scheme': 'simple'}
+    path = Path(checkpoint)
+    if not (m := re.fullmatch(r'encoder_epoch_(\d+)\.pth', path.name)):
+        raise ValueError(f"{path}: not a checkpoint of a pretraining ladder (encoder_epoch_<n>.pth), so its pretraining length is unknown")
+    n, scores = int(m[1]), ladder_scores(path.parent)
+    if n not in scores: raise ValueError(f"{path}: its ladder's scores have no epoch {n} (kept: {sorted(scores)})")
+    if not (path.parent/MANIFEST).is_file(): raise FileNotFoundError(f"{path.parent/MANIFEST}: missing, so the pretraining scheme is unknown")
+    scheme = json.loads((path.parent/MANIFEST).read_text())['params']['scheme']
+    return {'pretraining length': n, 'ImageNet accuracy': scores[n]['top1'], 'pretraining scheme': scheme}
+
+def downstream_row(row: dict) -> dict:
+    "A `train.ipynb` results row (metric rule `study000`) with the columns and values of the study's `downstream_scores.csv` first."
+    pre = pretraining_of(row['pretrained'])
+    published = {'model': published_model(row['model'], row.get('encoder', '')),
+                 'dataset': PUBLISHED_DATASET.get(row['dataset'], row['dataset']), 'pretraining length': pre['pretraining length'],
+                 'ImageNet accuracy': pre['ImageNet accuracy'], 'freeze encoder': bool(row['freeze_encoder']),
+                 'pretraining scheme': pre['pretraining scheme'], 'seed': row['seed']}
+    rest = {k: v for k, v in row.items() if k not in ('model', 'dataset', 'seed', 'freeze_encoder')}
+    return {**published, 'network': row['model'], 'data': row['dataset'], **rest}
