@@ -8,6 +8,8 @@ __all__ = []
 # %% ../../nbs/03k_datasets.ipynb
 from .core import *
 from .embedded import *
+from .embedded_oct import *
+from .embedded_fundus import *
 from .acdc import *
 from .covid_qu import *
 from .idrid import *
@@ -16,4 +18,5 @@ from .oct_dme import *
 from .retina_av import *
 from .msd import *
 from .totalseg import *
+from .segae_data import *
 from .cli import *
