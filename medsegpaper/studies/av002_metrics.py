@@ -15,7 +15,7 @@ from ..core import check_choice
 # %% auto 0
 __all__ = ['AV_EVAL_CLASSES', 'METRICS', 'UNDEFINED_RULES', 'SUMMARY_METRICS', 'PUBLISHED_COLUMNS', 'PUBLISHED', 'confusion',
            'count_metrics', 'binary_aucs', 'class_row', 'av_image_metrics', 'summarise', 'vessel_segments',
-           'crossing_region', 'segment_measures', 'av_scores', 'published_table']
+           'crossing_region', 'segment_measures', 'av_scores', 'published_table', 'comparable', 'crossing_window']
 
 # %% ../../nbs/17b_studies.av002_metrics.ipynb
 AV_EVAL_CLASSES = {1: 'artery', 2: 'vein', 3: 'uncertain'}
@@ -125,3 +125,21 @@ PUBLISHED = {('A', 'drive_av'): (70.80, 84.70, 71.99, 73.06, 2.85), ('A', 'les_a
 def published_table() -> pd.DataFrame:
     "Study 002's published tables A and B (x100) by table and dataset, in our metric names."
     return pd.DataFrame([dict(table=t, dataset=d, **dict(zip(PUBLISHED_COLUMNS, v))) for (t, d), v in PUBLISHED.items()]).set_index(['table', 'dataset'])
+
+# %% ../../nbs/17b_studies.av002_metrics.ipynb
+def comparable(rows: pd.DataFrame, params: dict, vary=('activation', 'fusion', 'seed')) -> pd.DataFrame:
+    "Rows of `rows` whose parameters equal `params` in every column they share, except those in `vary`."
+    keep = np.ones(len(rows), bool)
+    for k, v in params.items():
+        if k in rows and k not in vary and not isinstance(v, (list, dict)) and v is not None:
+            keep &= (rows[k] == v).to_numpy()
+    return rows[keep]
+
+def crossing_window(pred: np.ndarray, gt: np.ndarray, half: int = 24) -> tuple[slice, slice]:
+    "Row and column slices of the (2 `half`)-pixel window centred on the crossing pixel with the most prediction errors around it."
+    near = crossing_region(gt, 3)
+    if not near.any(): return slice(0, gt.shape[0]), slice(0, gt.shape[1])
+    errors = ndimage.uniform_filter(((pred != gt) & (gt > 0)).astype(float), 2 * half + 1)
+    y, x = np.unravel_index(np.where(near, errors, -1).argmax(), gt.shape)
+    y0, x0 = (int(np.clip(c - half, 0, max(s - 2 * half, 0))) for c, s in zip((y, x), gt.shape))
+    return slice(y0, y0 + 2 * half), slice(x0, x0 + 2 * half)

@@ -9,21 +9,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from functools import partial
+from ..core import import_fastai
+import_fastai()
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
 from fastai.callback.tracker import ReduceLROnPlateau
 from fastai.callback.training import SkipToEpoch
 from fastai.data.core import DataLoaders
 
-from ..core import check_choice, get_device, seed_everything
+from ..core import DEVICES, check_choice, get_device, seed_everything
 from ..datasets.core import SegDataset2D, size_hw, resize_sample
+import medsegpaper.datasets.embedded_fundus  # registers fundus_synth (and, through retina_av, the AV datasets)
+from ..experiment import DataRef, Param, Run, declare
+from ..results import ResultsTable
+from .av002_metrics import UNDEFINED_RULES, av_scores
 from ..transforms import SegDataLoader, seg_flip, seg_rotate
 from ..train import EpochCheckpoint, make_learner, resume_point, _restore_rng
 from .av002 import *
 
 # %% auto 0
-__all__ = ['AV_SIZES', 'NORMALISATIONS', 'input_size', 'normalise_image', 'prepare_av', 'augment_av', 'AVTrainSet',
-           'av_dataloaders', 'AVLoss', 'AVGANStep', 'PlateauLR', 'av_learner', 'fit_av', 'decode_av', 'predict_av']
+__all__ = ['AV_SIZES', 'NORMALISATIONS', 'AV_DATASETS', 'AV_PARAMS', 'input_size', 'normalise_image', 'prepare_av', 'augment_av',
+           'AVTrainSet', 'av_dataloaders', 'AVLoss', 'AVGANStep', 'PlateauLR', 'av_learner', 'fit_av', 'decode_av',
+           'predict_av', 'EvalEpochs', 'av_data', 'av_run', 'record_av', 'av_plan']
 
 # %% ../../nbs/17a_studies.av002_train.ipynb
 AV_SIZES = {'drive_av': (592, 592), 'les_av': (800, 720), 'hrf_av': (880, 592)}
@@ -184,3 +191,57 @@ def predict_av(model: AVGAN, ds: SegDataset2D, size, normalise: str = 'fov', dev
         f = torch.from_numpy(fov)
         out.append(((probs * f).numpy(), (lbl * f).numpy()))
     return out
+
+# %% ../../nbs/17a_studies.av002_train.ipynb
+class EvalEpochs(Callback):
+    "After each of the last `n` epochs of `epochs`, score every test image with `av_scores`; rows in `self.rows`."
+    order = 80
+    def __init__(self, test: SegDataset2D, size, epochs: int, n: int = 1, normalise='fov', undefined='skip', device='cpu'):
+        self.test, self.size, self.first, self.normalise, self.undefined, self.device = test, size, epochs - n, normalise, undefined, device
+        self.rows, self.preds = [], None
+    def before_epoch(self): self.skipped = False
+    def after_cancel_epoch(self): self.skipped = True
+    def after_epoch(self):
+        if self.skipped or self.epoch < self.first: return
+        self.preds = predict_av(self.model, self.test, self.size, self.normalise, self.device)
+        self.rows += [dict(image=name, epoch=self.epoch, **av_scores(lbl, gt, fov, probs, self.undefined))
+                      for name, (probs, lbl), gt, fov in zip(self.test.names, self.preds, self.test.labels, self.test.masks)]
+
+AV_DATASETS = ('fundus_synth', 'drive_av', 'les_av', 'hrf_av')
+AV_PARAMS = dict(dataset=Param(choices=AV_DATASETS), activation=Param(choices=ACTIVATIONS), fusion=Param(type=bool),
+                 epochs=Param(ge=1), lr=Param(gt=0), scale=Param(gt=0, le=1), base=Param(ge=2), batch_size=Param(ge=1),
+                 normalise=Param(choices=NORMALISATIONS), rotation_step=Param(choices=(0, 3, 90)), patience=Param(ge=1),
+                 eval_epochs=Param(ge=1), undefined=Param(choices=UNDEFINED_RULES), synth_size=Param(ge=16), seed=Param(ge=0),
+                 device=Param(choices=DEVICES))
+
+def av_data(params: dict) -> DataRef:
+    "The data of a study 002 run: the synthetic fundus generator, or an AV dataset with 10 % of training held out (seed 42)."
+    if params['dataset'] == 'fundus_synth': return DataRef('fundus_synth', None, dict(size=params['synth_size']))
+    return DataRef(params['dataset'], params.get('data_dir') or None, dict(valid=0.1, seed=42))
+
+def av_run(exp: Run, device='cpu', checkpoint_dir=None, progress: bool = False) -> dict:
+    "Train and score the checked run `exp`: test rows per image and evaluated epoch, the learner, the last predictions."
+    p = exp.params
+    check_choice('dataset', p['dataset'], AV_DATASETS)
+    train, valid, test = (exp.load(s) for s in ('train', 'valid', 'test'))
+    h, w = train.labels[0].shape
+    size = input_size(p['dataset'], p['scale'], native=(w, h))
+    seed_everything(p['seed'], get_device(device))
+    dls = av_dataloaders(train, valid, size, p['normalise'], p['rotation_step'], p['batch_size'], p['seed'], device)
+    ev = EvalEpochs(test, size, p['epochs'], min(p['eval_epochs'], p['epochs']), p['normalise'], p['undefined'], device)
+    learn = av_learner(dls, p['activation'], p['fusion'], p['lr'], p['base'], device, checkpoint_dir, [ev], progress)
+    fit_av(learn, p['epochs'], p['patience'], resume=checkpoint_dir is not None)
+    return dict(rows=ev.rows, learn=learn, preds=ev.preds, test=test, size=size)
+
+def record_av(exp: Run, results, device='cpu', checkpoint_dir=None, progress: bool = False) -> dict:
+    "Run `av_run` for `exp` and write its rows (one per test image and evaluated epoch) to the results table `results`."
+    with exp.track(get_device(device).type) as rec:
+        out = av_run(exp, device, exp.checkpoints(checkpoint_dir), progress)
+        rows = [rec.row(**r) for r in out['rows']]
+    ResultsTable(results, key=('run_id', 'image', 'epoch')).replace_run(exp.run_id, rows)
+    return {**out, 'rows': rows, 'run_id': exp.run_id}
+
+def av_plan(params: dict) -> Run:
+    "The checked `Run` of study 002 parameters `params` (every key of `AV_PARAMS`, optionally data_dir), planned as the notebook plans it."
+    values = {'device': 'cpu', 'data_dir': None, **params}
+    return declare({k: Param(v) for k, v in values.items()}, av_data, **{k: q for k, q in AV_PARAMS.items() if k in values}).plan()
