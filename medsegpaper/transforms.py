@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
+from .core import check_choice, get_device, import_fastai
+import_fastai()
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
-from .core import check_choice, get_device
 
 # %% auto 0
 __all__ = ['LABEL_RESIZES', 'NORMALIZATIONS', 'IMAGENET_STATS', 'FLIPS', 'resize_label', 'seg_resize', 'seg_random_crop',

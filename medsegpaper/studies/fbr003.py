@@ -8,13 +8,14 @@ import copy, itertools
 from pathlib import Path
 import numpy as np
 import torch
+from ..core import DEVICES, check_choice, get_device, import_fastai, seed_everything
+import_fastai()
 from fastai.callback.core import Callback, CancelValidException
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from monai.inferers import sliding_window_inference
 from monai.transforms import RandCropByPosNegLabel, SpatialPad
 from monai.transforms.utils import generate_spatial_bounding_box, map_binary_to_indices
-from ..core import DEVICES, check_choice, get_device, seed_everything
 from ..datasets import Volume, load_3d
 from ..results import ResultsTable
 from ..experiment import DataRef, Param, Run, declare
