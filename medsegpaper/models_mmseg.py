@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto 0
-__all__ = ['MMSEG_HEADS', 'MMSEG_MODELS', 'conv_module', 'conv_block', 'InterpConv', 'UNetS5D16', 'DecodeHead', 'FCNHead',
-           'PSPHead', 'ASPPHead', 'MMSegUNet', 'mmseg_unet_param_count', 'mmseg_unet']
+__all__ = ['MMSEG_HEADS', 'HEAD_MIN_CHANNELS', 'MMSEG_MODELS', 'conv_module', 'conv_block', 'InterpConv', 'UNetS5D16',
+           'DecodeHead', 'FCNHead', 'PSPHead', 'ASPPHead', 'MMSegUNet', 'mmseg_unet_param_count', 'mmseg_unet']
 
 # %% ../nbs/05c_models.mmseg.ipynb
 def conv_module(ni: int, nf: int, ks: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -89,7 +89,9 @@ class ASPPHead(DecodeHead):
 # %% ../nbs/05c_models.mmseg.ipynb
 MMSEG_HEADS = {'fcn': (FCNHead, 64), 'psp': (PSPHead, 16), 'aspp': (ASPPHead, 16)}
 
-def _scaled(c: int, width: float) -> int: return max(round(c * width), 1)
+HEAD_MIN_CHANNELS = 8
+
+def _scaled(c: int, width: float, lo: int = 1) -> int: return max(round(c * width), lo)
 
 class MMSegUNet(nn.Module):
     "MMSegmentation's `EncoderDecoder` of `UNetS5D16` + decode `head` (+ auxiliary `FCNHead`); pads inputs to a multiple of 16."
@@ -100,8 +102,8 @@ class MMSegUNet(nn.Module):
         self.backbone = UNetS5D16(in_channels, _scaled(64, width))
         cls, ch = MMSEG_HEADS[head]
         c = self.backbone.channels
-        self.decode_head = cls(c[4], _scaled(ch, width), n_classes)
-        self.aux_head = FCNHead(c[3], _scaled(64, width), n_classes) if aux else None
+        self.decode_head = cls(c[4], _scaled(ch, width, HEAD_MIN_CHANNELS), n_classes)
+        self.aux_head = FCNHead(c[3], _scaled(64, width, HEAD_MIN_CHANNELS), n_classes) if aux else None
 
     def forward(self, x):
         h, w = x.shape[-2:]
@@ -123,10 +125,11 @@ def mmseg_unet_param_count(head: str = 'psp', in_channels: int = 3, n_classes: i
     ch = [_scaled(64, width) * 2**i for i in range(5)]
     n = cm(in_channels, ch[0]) + cm(ch[0], ch[0]) + sum(cm(ch[i - 1], ch[i]) + cm(ch[i], ch[i]) for i in range(1, 5))
     n += sum(cm(ch[i], ch[i - 1], 1) + cm(2 * ch[i - 1], ch[i - 1]) + cm(ch[i - 1], ch[i - 1]) for i in range(1, 5))
-    c, cls = _scaled(MMSEG_HEADS[head][1], width), lambda ni: ni * n_classes + n_classes
+    c, cls = _scaled(MMSEG_HEADS[head][1], width, HEAD_MIN_CHANNELS), lambda ni: ni * n_classes + n_classes
     n += {'fcn': cm(ch[0], c), 'psp': 4 * cm(ch[0], c, 1) + cm(ch[0] + 4 * c, c),
           'aspp': cm(ch[0], c, 1) + cm(ch[0], c, 1) + 3 * cm(ch[0], c) + cm(5 * c, c)}[head] + cls(c)
-    if aux: n += cm(ch[1], _scaled(64, width)) + cls(_scaled(64, width))
+    a = _scaled(64, width, HEAD_MIN_CHANNELS)
+    if aux: n += cm(ch[1], a) + cls(a)
     return n
 
 # %% ../nbs/05c_models.mmseg.ipynb
