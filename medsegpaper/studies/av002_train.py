@@ -4,7 +4,7 @@
 
 # %% ../../nbs/17a_studies.av002_train.ipynb 2
 from __future__ import annotations
-import math
+import copy, math
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -169,7 +169,7 @@ def fit_av(learn, epochs: int, patience: int = 50, resume: bool = False):
         learn.load(f'epoch_{done}', with_opt=True)
         _restore_rng(learn, learn.path/learn.model_dir/f'epoch_{done}.rng')
         start = done + 1
-    if start < epochs: learn.fit(epochs, learn.lr, cbs=PlateauLR(factor=2., patience=patience), start_epoch=start)
+    learn.fit(epochs, learn.lr, cbs=PlateauLR(factor=2., patience=patience), start_epoch=start)  # a finished run skips every epoch
     return learn
 
 # %% ../../nbs/17a_studies.av002_train.ipynb
@@ -194,16 +194,23 @@ def predict_av(model: AVGAN, ds: SegDataset2D, size, normalise: str = 'fov', dev
 
 # %% ../../nbs/17a_studies.av002_train.ipynb
 class EvalEpochs(Callback):
-    "After each of the last `n` epochs of `epochs`, score every test image with `av_scores`; rows in `self.rows`."
+    "After each of the last `n` epochs of `epochs`, score every test image with `av_scores` (from its checkpoint if resumed past it); rows in `self.rows`."
     order = 80
     def __init__(self, test: SegDataset2D, size, epochs: int, n: int = 1, normalise='fov', undefined='skip', device='cpu'):
         self.test, self.size, self.first, self.normalise, self.undefined, self.device = test, size, epochs - n, normalise, undefined, device
         self.rows, self.preds = [], None
     def before_epoch(self): self.skipped = False
     def after_cancel_epoch(self): self.skipped = True
+    def _model(self):
+        "The model after this epoch: the Learner's, or for an epoch skipped on resume, a copy with its checkpoint's weights."
+        if not self.skipped: return self.model
+        if not (saved := self.path/self.model_dir/f'epoch_{self.epoch}.pth').exists(): return None
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(torch.load(saved, map_location='cpu', weights_only=False)['model'])
+        return model
     def after_epoch(self):
-        if self.skipped or self.epoch < self.first: return
-        self.preds = predict_av(self.model, self.test, self.size, self.normalise, self.device)
+        if self.epoch < self.first or (model := self._model()) is None: return
+        self.preds = predict_av(model, self.test, self.size, self.normalise, self.device)
         self.rows += [dict(image=name, epoch=self.epoch, **av_scores(lbl, gt, fov, probs, self.undefined))
                       for name, (probs, lbl), gt, fov in zip(self.test.names, self.preds, self.test.labels, self.test.masks)]
 
