@@ -1,8 +1,11 @@
-"Notebooks as readers see them: the executed main job shows no warning or error output."
+"Notebooks as readers see them: the executed main job shows no warning or error output, and a static image of each plotly figure."
 import nbformat
 import pytest
 
+from medsegpaper.plots import browser_path
 from .test_train import NB, TINY, run_train
+
+PLOTLY = 'application/vnd.plotly.v1+json'
 
 
 def stray_outputs(nb) -> list[str]:
@@ -35,3 +38,9 @@ def main_job(tmp_path_factory):
 
 def test_main_job_shows_no_warning_or_error(main_job):
     assert NB.exists() and not stray_outputs(main_job), stray_outputs(main_job)
+
+
+def test_each_plotly_figure_leaves_a_static_image(main_job):
+    assert browser_path(), 'no Chromium for the static images: apt-get install chromium (or set BROWSER_PATH)'
+    figures = [out.data for cell in main_job.cells for out in cell.get('outputs', []) if PLOTLY in out.get('data', {})]
+    assert len(figures) == 3 and all(f['image/png'] for f in figures), [list(f) for f in figures]
