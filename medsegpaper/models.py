@@ -20,11 +20,11 @@ from .models_mmseg import MMSEG_MODELS
 from .published_weights import study000_encoder_state
 
 # %% auto 0
-__all__ = ['ZEROPAD', 'UNET3D_KW', 'ATTENTION_UNET3D_KW', 'UNETR_KW', 'MODELS', 'MODELS_2D', 'MODELS_3D', 'conv_bn_relu',
-           'DoubleConv', 'UNetEncoder', 'AttentionGate', 'UpBlock', 'decoder_reductions', 'UNetDecoder',
-           'EncoderDecoder', 'load_encoder_weights', 'encoder_params', 'decoder_params', 'param_groups',
-           'ZeroPadShortcut', 'zeropad_shortcuts', 'encoder_width_kw', 'unet', 'timm_encoder', 'timm_unet', 'unet3d',
-           'attention_unet3d', 'unetr', 'get_model']
+__all__ = ['ATTENTIONS', 'ZEROPAD', 'UNET3D_KW', 'ATTENTION_UNET3D_KW', 'UNETR_KW', 'MODELS', 'MODELS_2D', 'MODELS_3D',
+           'conv_bn_relu', 'DoubleConv', 'UNetEncoder', 'AttentionGate', 'conv_bn', 'ChannelAttention', 'UpBlock',
+           'decoder_reductions', 'UNetDecoder', 'EncoderDecoder', 'load_encoder_weights', 'encoder_params',
+           'decoder_params', 'param_groups', 'ZeroPadShortcut', 'zeropad_shortcuts', 'encoder_width_kw', 'unet',
+           'timm_encoder', 'timm_unet', 'unet3d', 'attention_unet3d', 'unetr', 'get_model']
 
 # %% ../nbs/05_models.ipynb
 def conv_bn_relu(ni: int, nf: int, ks: int = 3) -> nn.Sequential:
@@ -73,13 +73,40 @@ class AttentionGate(nn.Module):
     def forward(self, x, g): return x * self.attention(x, g)
 
 # %% ../nbs/05_models.ipynb
-class UpBlock(nn.Module):
-    "Upsample x2, 2x2 conv to `nf`, concat the (optionally gated) skip, `DoubleConv`."
-    def __init__(self, ni: int, nf: int, skip_channels: int = 0, attention: bool = False):
+def conv_bn(ni: int, nf: int, ks: int = 1, stride: int = 1) -> nn.Sequential:
+    "A `ks`x`ks` convolution (no padding) and BatchNorm."
+    return nn.Sequential(nn.Conv2d(ni, nf, ks, stride=stride, bias=False), nn.BatchNorm2d(nf))
+
+class ChannelAttention(nn.Module):
+    "Study 000's attention block: weight skip `x` per channel and pixel by a map computed from `x` and the coarser gating map `g`."
+    def __init__(self, x_channels: int, g_channels: int):
         super().__init__()
-        self.up = nn.Sequential(nn.Upsample(scale_factor=2), nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(ni, nf, 2))
-        self.gate = AttentionGate(skip_channels, ni) if attention and skip_channels else None
-        self.conv = DoubleConv(nf + skip_channels, nf)
+        self.signal = conv_bn_relu(g_channels, g_channels, 1)
+        self.phi, self.theta = conv_bn(g_channels, g_channels), conv_bn(x_channels, g_channels, 2, stride=2)
+        self.psi = conv_bn(g_channels, x_channels)
+
+    def attention(self, x, g):
+        "The attention map, one channel per channel of `x`, at the resolution of `x`."
+        alpha = torch.sigmoid(self.psi(F.relu(self.theta(x) + self.phi(self.signal(g)))))
+        return F.interpolate(alpha, size=x.shape[2:], mode='nearest')
+
+    def forward(self, x, g): return x * self.attention(x, g)
+
+# %% ../nbs/05_models.ipynb
+ATTENTIONS = ('none', 'additive', 'channel')
+
+class UpBlock(nn.Module):
+    "Upsample x2, 2x2 conv, concat the skip (gated if `attention` is 'additive' or 'channel'), `DoubleConv` to `nf`."
+    def __init__(self, ni: int, nf: int, skip_channels: int = 0, attention: str = 'none'):
+        super().__init__()
+        check_choice('attention', attention, ATTENTIONS)
+        study = attention == 'channel'
+        up = ni // 2 if study else nf
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2), nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(ni, up, 2),
+                                *([nn.ReLU(inplace=True)] if study else []))
+        gate = {'additive': AttentionGate, 'channel': ChannelAttention}.get(attention)
+        self.gate = gate(skip_channels, ni) if gate and skip_channels else None
+        self.conv = DoubleConv(up + skip_channels, nf)
 
     def forward(self, x, skip=None):
         if self.gate is not None: skip = self.gate(skip, x)
@@ -95,7 +122,7 @@ def decoder_reductions(reductions) -> list[int]:
 
 class UNetDecoder(nn.Module):
     "U-Net decoder over features with `channels` at `reductions`; one stage per halving, widths `decoder_channels`."
-    def __init__(self, channels, reductions, decoder_channels, attention: bool = False):
+    def __init__(self, channels, reductions, decoder_channels, attention: str = 'none'):
         super().__init__()
         self.reductions, self.out_reductions = list(reductions), decoder_reductions(reductions)
         if len(decoder_channels) != len(self.out_reductions):
@@ -116,7 +143,7 @@ def _nchw(f, fmt): return f.permute(0, 3, 1, 2) if str(fmt).endswith('NHWC') els
 
 class EncoderDecoder(nn.Module):
     "Segmentation model: `encoder` (feature pyramid) + `UNetDecoder` + 1x1 conv head; logits (B,n_classes,H,W)."
-    def __init__(self, encoder: nn.Module, n_classes: int, decoder_channels, attention: bool = False):
+    def __init__(self, encoder: nn.Module, n_classes: int, decoder_channels, attention: str = 'none'):
         super().__init__()
         self.frozen, self.bn_train_frozen = False, True
         channels, reductions = encoder.feature_info.channels(), encoder.feature_info.reduction()
@@ -259,8 +286,8 @@ def timm_encoder(name: str, in_channels: int = 3, width: float = 1., **kw) -> nn
     return zeropad_shortcuts(net) if base != name else net
 
 def timm_unet(in_channels: int, n_classes: int, encoder: str | None = None, decoder_channels=None,
-              attention: bool = False, encoder_kw: dict | None = None, width: float = 1.) -> EncoderDecoder:
-    "A U-Net decoder (optionally attention-gated) on the timm encoder `encoder` (default resnet50), `width` times narrower."
+              attention: str = 'none', encoder_kw: dict | None = None, width: float = 1.) -> EncoderDecoder:
+    "A U-Net decoder (`attention` none, additive or channel) on the timm encoder `encoder` (default resnet50), `width` times narrower."
     enc = timm_encoder(encoder or 'resnet50', in_channels, width, **(encoder_kw or {}))
     n = len(decoder_reductions(enc.feature_info.reduction()))
     lo = max(round(16 * width), 4)
@@ -287,7 +314,7 @@ def unetr(in_channels: int, n_classes: int, encoder=None, img_size=None, **kw) -
     if img_size is None: raise ValueError("model 'unetr' needs img_size (the patch side, a multiple of 16)")
     return monai_nets.UNETR(in_channels=in_channels, out_channels=n_classes, img_size=img_size, spatial_dims=3, **{**UNETR_KW, **kw})
 
-MODELS = dict(unet=unet, timm_unet=timm_unet, attention_unet=partial(timm_unet, attention=True), swin_unet=swin_unet,
+MODELS = dict(unet=unet, timm_unet=timm_unet, attention_unet=partial(timm_unet, attention='channel'), swin_unet=swin_unet,
               unet3d=unet3d, attention_unet3d=attention_unet3d, unetr=unetr, **MMSEG_MODELS)
 MODELS_2D, MODELS_3D = ('unet', 'timm_unet', 'attention_unet', 'swin_unet'), ('unet3d', 'attention_unet3d', 'unetr')
 
