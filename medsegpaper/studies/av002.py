@@ -28,7 +28,7 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
 def pair_sum(x: torch.Tensor) -> torch.Tensor:
     "Sum of adjacent channel pairs: (N, C, H, W) -> (N, C/2, H, W)."
     n, c, h, w = x.shape
-    return x.view(n, c // 2, 2, h, w).sum(2)
+    return x.reshape(n, c // 2, 2, h, w).sum(2)
 
 class DecoderBlock(nn.Module):
     "conv3x3-BN-ReLU (c_in -> c), nearest x2, then pair sums of (upsampled, skip) + double conv of their concatenation."
@@ -105,14 +105,18 @@ class AVGAN(nn.Module):
         "(logits, features) of G_A and of G_V."
         return self.g_a(x)[:2], self.g_v(x)[:2]
 
-    def forward(self, x):
-        "(multi-class logits, side-output logits): fused from the detached branches when `fusion`, else the generator's own."
+    def outputs(self, x) -> tuple:
+        "(multi-class logits, side-output logits, the branches' (logits, features) or `None`)."
         logits, feats, sides = self.g(x)
-        if not self.fusion: return logits, sides
-        (la, fa), (lv, fv) = self.branches(x)
+        if not self.fusion: return logits, sides, None
+        (la, fa), (lv, fv) = branches = self.branches(x)
         if self.activation == 'sigmoid': fused = self.fuse(torch.cat([torch.sigmoid(la).detach(), torch.sigmoid(lv).detach(), feats], 1))
         else: fused = self.fuse((feats + fa.detach() + fv.detach()) / 3)
-        return fused, sides
+        return fused, sides, branches
+
+    def forward(self, x):
+        "(multi-class logits, side-output logits): fused from the detached branches when `fusion`, else the generator's own."
+        return self.outputs(x)[:2]
 
 def discriminate(d: nn.Module, image: torch.Tensor, label_map: torch.Tensor) -> torch.Tensor:
     "Per-pixel real/fake logits (N,1,H,W) of discriminator `d` for an image and a (soft) label map."

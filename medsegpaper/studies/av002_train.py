@@ -114,8 +114,8 @@ class AVGANStep(Callback):
         m, act, x, lbl = self.model, self.model.activation, self.xb[0], self.yb[0]
         self._freeze_d(False)
         with torch.no_grad():
-            fake = probabilities(m(x)[0], act)
-            branches = m.branches(x) if m.fusion else None
+            logits, _, branches = m.outputs(x)
+            fake = probabilities(logits, act)
         pairs = [(m.d, one_hot_map(multi_target(lbl, act), act), fake)]
         if branches:
             pairs = [(d, one_hot_map(branch_target(lbl, v, act), act), probabilities(b[0], act))
