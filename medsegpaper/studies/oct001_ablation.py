@@ -87,8 +87,8 @@ ABLATION_KEYS = ('iters', 'crop', 'flip', 'loss', 'optimizer', 'weight_decay')
 OCT_PARAMS = dict(dataset=Param(choices=('oct_synth', 'oct_dme')), head=Param(choices=MMSEG_HEADS), width=Param(gt=0),
                   iters=Param(ge=1), batch_size=Param(ge=2), crop=Param(ge=0), loss=Param(choices=OCT_LOSSES),
                   optimizer=Param(choices=OCT_OPTIMIZERS), lr=Param(gt=0), weight_decay=Param(ge=0), scale=Param(ge=16),
-                  slide_crop=Param(ge=16), slide_stride=Param(ge=1), start=Param(choices=('vessel', 'scratch')),
-                  start_file=Param(file=True), vessel_dataset=Param(choices=VESSEL_DATASETS), vessel_iters=Param(ge=1),
+                  slide_crop=Param(ge=16), slide_stride=Param(ge=1), init=Param(choices=('vessel', 'scratch')),
+                  init_file=Param(file=True), vessel_dataset=Param(choices=VESSEL_DATASETS), vessel_iters=Param(ge=1),
                   vessel_scale=Param(ge=16), vessel_crop=Param(ge=0), device=Param(choices=DEVICES),
                   vessel_dir=Param(identity=False), vessel_data_root=Param(identity=False))
 
@@ -97,8 +97,8 @@ def oct_data(params: dict) -> DataRef:
     return DataRef(params['dataset'], params['data_root'] or None, {'channels': 3, **params['dataset_opts']})
 
 def _start(p: dict, device, progress) -> tuple:
-    if p['start_file']: return p['start_file'], {}
-    if p['start'] == 'scratch': return None, {}
+    if p['init_file']: return p['init_file'], {}
+    if p['init'] == 'scratch': return None, {}
     return vessel_checkpoint(p['vessel_dir'], p['head'], p['width'], p['vessel_dataset'], p['vessel_data_root'] or None,
                              p['vessel_iters'], p['vessel_scale'], p['vessel_crop'], p['seed'], device, progress)
 
