@@ -7,6 +7,10 @@ import pytest
 REFERENCE = Path(os.environ.get('MEDSEGPAPER_REFERENCE', Path(__file__).resolve().parents[2]/'shared'/'reference'))
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: minutes rather than seconds; CI runs them, `-m "not slow"` leaves them out')
+
+
 @pytest.fixture
 def reference():
     "The folder of the studies' published files; the test is skipped when it is absent."
