@@ -26,14 +26,14 @@ def test_slice_selection_on_hand_made_masks():
 
 
 def test_crop_rules_on_hand_made_masks():
-    m = np.zeros((600, 600), bool); m[100:140, 150:160] = True     # extent 40 x 10
-    assert crop_margins(m, 20) == (80, 160, 130, 180)
+    m = np.zeros((600, 600), bool); m[250:290, 250:260] = True     # extent 40 x 10
+    assert crop_margins(m, 20) == (230, 310, 230, 280)
     rng = np.random.default_rng(1)
     for _ in range(50):
         y0, y1, x0, x1 = crop_margins(m, None, rng)
-        my, mx = 100 - y0, 150 - x0
+        my, mx = 250 - y0, 250 - x0
         assert 10 <= my <= (256 - 40) // 2 and 10 <= mx <= (256 - 10) // 2
-        assert y1 - 140 == my and x1 - 160 == mx                   # the same margin on both sides of an axis
+        assert y1 - 290 == my and x1 - 260 == mx                   # the same margin on both sides of an axis
     assert train_margin(300, rng) == 10                             # larger than the input: the margin is 10
     edge = np.zeros((50, 50), bool); edge[0:5, 40:50] = True
     box = crop_margins(edge, 20)
@@ -123,6 +123,6 @@ def test_notebook_writes_its_rows(tmp_path, monkeypatch):
                                                   ('segae', 'items_2d'), ('trivial', 'items_2d'), ('segae', 'erosion'), ('segae', 'dilation')}
     assert (df.text_encoder == 'hashing-3gram-512').all() and (df.width == 0.0625).all()
     seg = df[(df.method == 'segae') & (df.evaluation == 'masks_3d')].iloc[0]
-    assert seg.n == 8 and np.isfinite(seg.mae)                          # 4 structures x 2 checkpoints of the test slab
+    assert 1 <= seg.n <= 8 and np.isfinite(seg.mae)                     # of 4 structures x 2 checkpoints, the non-empty masks
     m = pd.read_csv(masks)
     assert len(m) == 8 and m.true_dice.between(0, 1).all() and m.mc_dropout.notna().any()

@@ -307,7 +307,8 @@ def scatter_figure(masks: pd.DataFrame, methods=('segae', 'mc_dropout')):
     return fig.update_layout(xaxis_title='true Dice', yaxis_title='predicted Dice', width=560, height=480)
 
 def worst_masks(masks: pd.DataFrame, n: int = 8) -> pd.DataFrame:
-    "The `n` masks with the lowest SegAE score, with their true Dice and the rank of the true Dice (1 = worst)."
+    "The `n` scored masks with the lowest SegAE score, with their true Dice and both ranks (1 = worst); empty masks (NaN) left out."
+    masks = masks.dropna(subset=['segae', 'true_dice'])
     t = masks.assign(true_rank=masks.true_dice.rank(method='min').astype(int), segae_rank=masks.segae.rank(method='min').astype(int))
     return t.sort_values('segae').head(n)[['case', 'structure', 'checkpoint', 'segae', 'true_dice', 'segae_rank', 'true_rank']]
 
