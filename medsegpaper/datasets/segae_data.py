@@ -99,6 +99,11 @@ def _segae_3d(split, root=None):
         return Volume(img[None], lbl, sp, c.name, str(c.ct))
     return [v for v in each_item(cases, read, files=lambda c: c.files) if v is not None]
 
+def _segae_2d(split, root=None, only_foreground: bool = False):
+    vols = _segae_3d(split, root)
+    n = max([int(v.label.max()) for v in vols], default=0) + 1
+    return volume_slices(vols, ['background', *[f'class_{i}' for i in range(1, n)]], only_foreground)
+
 # %% ../../nbs/03n_datasets.segae_data.ipynb
 def write_dhw(path, arr: np.ndarray, spacing=(1., 1., 1.)) -> Path:
     "Write a (D, H, W) stack as NIfTI (x, y, z) with voxel `spacing` given as (d, h, w)."
@@ -135,7 +140,7 @@ def write_segae_sample(dest, n: dict | None = None, size: int = 24, depth: int =
             write_segae_case(d/split, f'case_{k}{i:02d}', img * 400 - 200, lbl, structures, masks, (2., 1., 1.))
     return d
 
-register_dataset('segae', load_3d=_segae_3d, write_sample=write_segae_sample, folders=('SegAE_data_50samples', 'segae'),
+register_dataset('segae', load_2d=_segae_2d, load_3d=_segae_3d, write_sample=write_segae_sample, folders=('SegAE_data_50samples', 'segae'),
                  layout='SegAE_data_50samples/{train,val}/<case>/{ct.nii.gz, label.nii.gz, <name>_<classid>/<checkpoint>.nii.gz}',
                  url='https://github.com/Schuture/SegAE (its README links the Google Drive folder)')
 
