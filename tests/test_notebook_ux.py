@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -129,3 +130,18 @@ def test_jupyterlab_in_chromium_draws_the_figures_and_shows_no_error(main_job, j
     WebDriverWait(chromium, 60, poll_frequency=1).until(lambda b: len(graphs(b)) == 3 and all(
         g.find_elements(By.CSS_SELECTOR, '.main-svg .hm, .main-svg .trace') for g in graphs(b)))  # heatmaps, scatter traces
     assert all(g.size['width'] > 100 and g.size['height'] > 100 for g in graphs(chromium))
+
+
+def test_nbdev_clean_keeps_example_outputs(tmp_path):
+    path = tmp_path/'example.ipynb'
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1 + 1', execution_count=3, outputs=[
+        nbformat.v4.new_output('execute_result', data={'text/plain': '2'}, execution_count=3)])]), path)
+    clean = [str(Path(sys.executable).parent/'nbdev_clean'), '--fname', str(path)]
+    subprocess.run(clean, cwd=NB.parents[1], check=True)  # with the repository's settings.ini
+    cell = nbformat.read(path, as_version=4).cells[0]
+    assert cell.outputs[0].data == {'text/plain': '2'} and cell.execution_count is None
+
+
+@pytest.mark.parametrize('path', sorted(NB.parent.glob('*.ipynb')), ids=lambda p: p.name)
+def test_kept_outputs_show_no_warning_or_error(path):
+    assert not stray_outputs(nbformat.read(path, as_version=4))
