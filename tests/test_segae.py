@@ -126,3 +126,17 @@ def test_notebook_writes_its_rows(tmp_path, monkeypatch):
     assert 1 <= seg.n <= 8 and np.isfinite(seg.mae)                     # of 4 structures x 2 checkpoints, the non-empty masks
     m = pd.read_csv(masks)
     assert len(m) == 8 and m.true_dice.between(0, 1).all() and m.mc_dropout.notna().any()
+
+
+def test_run_on_the_study_layout_sample(tmp_path):
+    "dataset='segae': the study's layout read from data_dir, CT window, no MC dropout (no segmentation model comes with it)."
+    from medsegpaper.studies.segae004_pipeline import run_segae
+    write_segae_sample(tmp_path, n={'train': 2, 'val': 1, 'test': 1}, size=40)
+    p = dict(dataset='segae', data_dir=str(tmp_path), size=64, ladder=[1], seg_base=4, seg_dropout=0.1, backbone='resnet18', width=0.125,
+             img_size=32, weights='', text_table='', names_csv='', epochs=1, batch_size=8, lr=1e-3, weight_decay=1e-4, min_overlap=5,
+             mc_passes=2, degrade_steps=1, seed=0, device='cpu', work_dir=str(tmp_path/'work'))
+    out = run_segae(p, tmp_path/'run')
+    rows = {(r['method'], r['evaluation']): r for r in out['rows']}
+    assert rows[('segae', 'masks_3d')]['n'] == 6 and rows[('mc_dropout', 'masks_3d')]['n'] == 0   # 2 structures x 3 masks
+    assert out['estimator'].window == (-200., 200.) and (tmp_path/'run'/'segae.pth').exists()
+    assert set(out['masks'].structure) == {'liver', 'spleen'}
