@@ -144,6 +144,7 @@ class SegAugment:
         check_choice('label_resize', self.label_resize, LABEL_RESIZES)
 
     def __call__(self, img, lbl, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "One sample augmented: `(image (C, H, W) float32, label (H, W) int64)`; `gen` draws every random choice."
         img, lbl = torch.as_tensor(img, dtype=torch.float32), torch.as_tensor(lbl, dtype=torch.int64)
         _check_sample(img, lbl)
         img, lbl = seg_resize(img, lbl, self.img_size, self.label_resize)
@@ -186,8 +187,22 @@ def _check_pair(train, valid):
     ct, cv = train.images[0].shape[0], valid.images[0].shape[0]
     if ct != cv: raise ValueError(f"train images have {ct} channels, valid images {cv}")
 
-def seg_dataloaders(train, valid, *, img_size=128, crop=None, flip=True, rotate=0., jitter=0., normalize='none',
-                    batch_size=8, seed=0, device='cpu', num_workers=0, crop_max_ratio=1., label_resize='nearest') -> DataLoaders:
+def seg_dataloaders(train,                  # `SegDataset2D` to train on: shuffled, augmented
+                    valid,                  # `SegDataset2D` to validate on: resized and normalised only
+                    *,
+                    img_size=128,           # side (or (H, W)) every image is resized to
+                    crop=None,              # side (or (H, W)) of the random training crop from the resized image; None: no crop
+                    flip=True,              # training flips, each with probability 0.5: 'none', 'h', 'v', 'hv' (True: 'h')
+                    rotate=0.,              # maximum training rotation in degrees, in [0, 180]
+                    jitter=0.,              # training brightness/contrast factors uniform in [1 - jitter, 1 + jitter]
+                    normalize='none',       # 'none', 'zscore' (per image), 'imagenet' or a (mean, std) pair
+                    batch_size=8,           # samples per batch; the last incomplete training batch is dropped
+                    seed=0,                 # fixes the shuffling and every sample's augmentation, in any worker
+                    device='cpu',           # 'auto', 'cpu' or 'cuda': where batches are put
+                    num_workers=0,          # loader worker processes (the batches do not depend on it)
+                    crop_max_ratio=1.,      # redraw a crop while one class covers this share of it or more (1: never)
+                    label_resize='nearest', # 'nearest' or 'bilinear_trunc' (study 000's OpenCV-style bilinear then truncation)
+                   ) -> DataLoaders:
     "fastai `DataLoaders` of `(x (B,C,H,W) float32, y (B,H,W) int64)`: `train` shuffled and augmented, `valid` resized only."
     _check_pair(train, valid)
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
