@@ -225,8 +225,16 @@ class _Sweep:
         self.bar.set_postfix(done=states.count('done'), running=states.count('running'), failed=states.count('failed'), refresh=True)
 
 # %% ../nbs/13_sweep.ipynb
-def run_sweep(protocol, workers: int | None = None, scheduler: str | None = None, cluster: str | None = None,
-              dry_run: bool = False, retries: int = 2, force: bool = False, stagger: float = 1., progress: bool = True) -> list[dict]:
+def run_sweep(protocol,                       # a `Protocol` or the path of its YAML
+              workers: int | None = None,     # local Dask workers (None: the protocol's cluster.workers, else one per GPU, else per CPU)
+              scheduler: str | None = None,   # address of a running Dask scheduler instead of a local cluster
+              cluster: str | None = None,     # 'local' or 'slurm' (dask-jobqueue, set in the protocol's cluster.slurm)
+              dry_run: bool = False,          # plan and return the status rows; run nothing
+              retries: int = 2,               # new attempts for a run whose kernel did not start or whose worker was lost
+              force: bool = False,            # run again the runs already in the first results table
+              stagger: float = 1.,            # seconds between the first kernel starts; retries wait longer, with jitter
+              progress: bool = True,          # show a progress bar (done, running, failed, time left)
+             ) -> list[dict]:
     "Run every run of `protocol` not yet in its first results table on Dask, merging rows as runs finish; returns the status rows."
     from distributed import wait
     p = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
