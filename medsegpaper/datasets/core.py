@@ -90,8 +90,12 @@ class DataReport:
 
     def _add(self, f: Finding):
         if f not in self.findings: self.findings.append(f)  # a file read for two splits is reported once
-    def error(self, path, problem: str): self._add(Finding('error', str(path), problem))
-    def warn(self, path, problem: str): self._add(Finding('warning', str(path), problem))
+    def error(self, path, problem: str):
+        "Record an error of the file `path` (reported once however often it is met)."
+        self._add(Finding('error', str(path), problem))
+    def warn(self, path, problem: str):
+        "Record a warning about the file `path` (reported once)."
+        self._add(Finding('warning', str(path), problem))
     def read(self, *paths):
         "Register the files of one item; the first is its primary file (the image), compared for duplicates."
         paths = [str(p) for p in paths if p is not None]
@@ -100,7 +104,9 @@ class DataReport:
     def errors(self) -> list: return [f for f in self.findings if f.level == 'error']
     @property
     def warnings(self) -> list: return [f for f in self.findings if f.level == 'warning']
-    def summary(self) -> str: return f'{len(self.files)} files, {len(self.errors)} errors, {len(self.warnings)} warnings'
+    def summary(self) -> str:
+        "The closing line of a check: files read, errors, warnings."
+        return f'{len(self.files)} files, {len(self.errors)} errors, {len(self.warnings)} warnings'
 
     @contextmanager
     def collect(self):
@@ -111,6 +117,7 @@ class DataReport:
         finally: _REPORT.reset(token)
 
     def as_dict(self) -> dict:
+        "The report as plain data (counts, parts and findings), e.g. for `medsegpaper-data check --json`."
         return dict(name=self.name, files=len(self.files), errors=len(self.errors), warnings=len(self.warnings),
                     parts=self.parts, counts=dict(self.counts), findings=[vars(f) for f in self.findings])
 
