@@ -8,8 +8,6 @@ __all__ = []
 # %% ../../nbs/03k_datasets.ipynb
 from .core import *
 from .embedded import *
-from .embedded_oct import *
-from .embedded_fundus import *
 from .acdc import *
 from .covid_qu import *
 from .idrid import *
@@ -19,4 +17,6 @@ from .retina_av import *
 from .msd import *
 from .totalseg import *
 from .segae_data import *
+from .embedded_oct import *
+from .embedded_fundus import *
 from .cli import *
