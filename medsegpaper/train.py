@@ -66,9 +66,19 @@ class EpochCheckpoint(Callback):
         os.replace(tmp, tmp.with_name(f'epoch_{self.epoch}.pth'))
 
 # %% ../nbs/08_train.ipynb
-def make_learner(dls: DataLoaders, model: torch.nn.Module, loss_func, optimizer: str = 'adam',
-                 lr: float = 1e-3, weight_decay: float = 0., device='cpu', checkpoint_dir=None,
-                 metrics=(), cbs=(), spatial_dims: int = 2, progress: bool = True) -> Learner:
+def make_learner(dls: DataLoaders,           # training and validation loaders (moved to `device`)
+                 model: torch.nn.Module,     # the network (moved to `device`)
+                 loss_func,                  # loss of (logits, targets), e.g. from `medsegpaper.losses.get_loss`
+                 optimizer: str = 'adam',    # one of `OPTIMIZERS`: sgd, adam, adamw
+                 lr: float = 1e-3,           # default (peak) learning rate of `fit`
+                 weight_decay: float = 0.,   # L2 for sgd/adam, decoupled for adamw; biases and norms included
+                 device='cpu',               # 'auto', 'cpu' or 'cuda' (bf16 autocast, and channels-last in 2D)
+                 checkpoint_dir=None,        # folder for `epoch_<n>.pth` after every epoch (None: no checkpoints)
+                 metrics=(),                 # fastai metrics computed on the validation set each epoch
+                 cbs=(),                     # more fastai callbacks
+                 spatial_dims: int = 2,      # 2 or 3: channels-last is used for 2D models only
+                 progress: bool = True,      # show fastai's progress bars and table
+                ) -> Learner:
     "A fastai `Learner` on `device` with the named optimiser, mixed precision on CUDA and per-epoch checkpoints."
     check_choice('optimizer', optimizer, OPTIMIZERS)
     dev = get_device(device)
@@ -118,8 +128,14 @@ def _restore_rng(learn: Learner, path: Path):
     state = torch.load(path, weights_only=True)
     torch.set_rng_state(state['torch']); learn.dls.train.rng.setstate(state['train_dl'])
 
-def fit(learn: Learner, epochs: int, lr: float | None = None, schedule: str = 'poly',
-        eta_min: float = 0., power: float = 0.9, resume: bool = False) -> Learner:
+def fit(learn: Learner,           # from `make_learner`
+        epochs: int,              # total epochs, those of a resumed run included
+        lr: float | None = None,  # peak learning rate (None: the Learner's)
+        schedule: str = 'poly',   # one of `SCHEDULES`: poly, onecycle, cosine, constant
+        eta_min: float = 0.,      # the learning rate poly and cosine end at
+        power: float = 0.9,       # exponent of poly
+        resume: bool = False,     # continue after the last intact checkpoint in the Learner's folder
+       ) -> Learner:
     "Train `learn` for `epochs` with `schedule` in `SCHEDULES`, resuming from the last intact checkpoint if asked."
     check_choice('schedule', schedule, SCHEDULES)
     lr = learn.lr if lr is None else lr
