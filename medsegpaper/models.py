@@ -318,9 +318,15 @@ MODELS = dict(unet=unet, timm_unet=timm_unet, attention_unet=partial(timm_unet, 
               unet3d=unet3d, attention_unet3d=attention_unet3d, unetr=unetr, **MMSEG_MODELS)
 MODELS_2D, MODELS_3D = ('unet', 'timm_unet', 'attention_unet', 'swin_unet'), ('unet3d', 'attention_unet3d', 'unetr')
 
-def get_model(name: str, in_channels: int, n_classes: int, encoder: str | None = None,
-              pretrained: str | os.PathLike | None = None, freeze_encoder: bool = False,
-              bn_train_frozen: bool = True, **kw) -> nn.Module:
+def get_model(name: str,                                   # one of `MODELS`: 2D `MODELS_2D`, 3D `MODELS_3D`, or a decode-head model
+              in_channels: int,                            # image channels
+              n_classes: int,                              # output channels: classes, background included
+              encoder: str | None = None,                  # timm encoder name for the timm-based models (None: each model's default)
+              pretrained: str | os.PathLike | None = None, # local file of encoder weights (2D encoder-decoders only)
+              freeze_encoder: bool = False,                # keep the encoder's weights fixed (2D encoder-decoders only)
+              bn_train_frozen: bool = True,                # a frozen encoder's BatchNorm still updates its statistics (study 000)
+              **kw,                                        # the model's own options, e.g. `base`, `width`, `decoder_channels`, `img_size`
+             ) -> nn.Module:
     "Build model `name` from `MODELS`; load encoder weights from the local file `pretrained`; optionally freeze the encoder."
     check_choice('model', name, MODELS)
     model = MODELS[name](in_channels, n_classes, encoder=encoder, **kw)
