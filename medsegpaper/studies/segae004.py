@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import timm
+from ..core import import_fastai
+import_fastai()
 from fastai.learner import Metric
 from fastai.callback.tracker import SaveModelCallback
 from fastai.data.core import DataLoaders
