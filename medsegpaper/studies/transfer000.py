@@ -21,12 +21,13 @@ from ..transferability_estimators import rank_agreement_table
 # %% auto 0
 __all__ = ['DATASETS', 'MODELS', 'ENCODERS', 'SCHEMES', 'DOWNSTREAM_KEY', 'DOWNSTREAM_COLUMNS', 'ROBUSTNESS_COLUMNS',
            'ESTIMATOR_COLUMNS', 'PUBLISHED_ENCODER', 'PUBLISHED_SCHEME', 'PUBLISHED_DATASET', 'LENGTHS', 'SEEDS',
-           'ROBUSTNESS_KEY', 'GROUP', 'ROBUSTNESS_VARIANT', 'PUBLISHED_AT', 'PUBLISHED_MODEL', 'read_table',
-           'read_downstream', 'read_robustness', 'read_estimators', 'robustness_rows', 'estimator_rows', 'study_grid',
-           'write_published_sample', 'repeated_runs', 'missing_runs', 'drop_repeated_runs', 'length_zero_copies',
-           'copied_length_zero', 'drop_copied_length_zero', 'dice_by_length', 'imagenet_vs_dice', 'choice_regrets',
-           'score_vs_dice', 'summarise', 'plot_dice_by_length', 'plot_correlation_heatmaps', 'published_folder',
-           'pretrain_notebook', 'default_ladder', 'published_model', 'pretraining_of', 'downstream_row']
+           'ROBUSTNESS_KEY', 'GROUP', 'ROBUSTNESS_VARIANT', 'PUBLISHED_AT', 'PUBLISHED_MODEL', 'DOWNSTREAM_METRICS',
+           'read_table', 'read_downstream', 'read_robustness', 'read_estimators', 'robustness_rows', 'estimator_rows',
+           'study_grid', 'write_published_sample', 'repeated_runs', 'missing_runs', 'drop_repeated_runs',
+           'length_zero_copies', 'copied_length_zero', 'drop_copied_length_zero', 'dice_by_length', 'imagenet_vs_dice',
+           'choice_regrets', 'score_vs_dice', 'summarise', 'plot_dice_by_length', 'plot_correlation_heatmaps',
+           'published_folder', 'pretrain_notebook', 'default_ladder', 'published_model', 'pretraining_of',
+           'downstream_row']
 
 # %% ../../nbs/15_studies.transfer000.ipynb
 DATASETS = {'ACDC': 'acdc', 'COVIDQUDataset': 'covid_qu', 'COVID-QU': 'covid_qu', 'IDRiD': 'idrid'}
@@ -260,6 +261,8 @@ def default_ladder(folder, notebook=None) -> tuple[Path, dict]:
 
 # %% ../../nbs/15_studies.transfer000.ipynb
 PUBLISHED_MODEL = {'unet': 'basic U-Net', 'attention_unet': 'ResNet50 Attention U-Net', 'swin_unet': 'Swin U-Net'}
+DOWNSTREAM_METRICS = ['accuracy', 'balanced accuracy', 'sensitivity', 'specificity', 'precision', 'dice index', 'jaccard index', 'mcc',
+                      'modified hausdorff distance', 'area under roc', 'average precision score', 'mean dice index', 'mean jaccard index']
 
 def published_model(model: str, encoder: str = '') -> str:
     "Study 000's name of `train.ipynb`'s `model` with `encoder`."
@@ -287,5 +290,6 @@ def downstream_row(row: dict) -> dict:
                  'dataset': PUBLISHED_DATASET.get(row['dataset'], row['dataset']), 'pretraining length': pre['pretraining length'],
                  'ImageNet accuracy': pre['ImageNet accuracy'], 'freeze encoder': bool(row['freeze_encoder']),
                  'pretraining scheme': pre['pretraining scheme'], 'seed': row['seed']}
-    rest = {k: v for k, v in row.items() if k not in ('model', 'dataset', 'seed', 'freeze_encoder')}
-    return {**published, 'network': row['model'], 'data': row['dataset'], **rest}
+    metrics = {m: row.get(m, np.nan) for m in DOWNSTREAM_METRICS}
+    rest = {k: v for k, v in row.items() if k not in ('model', 'dataset', 'seed', 'freeze_encoder', *DOWNSTREAM_METRICS)}
+    return {**published, **metrics, 'network': row['model'], 'data': row['dataset'], **rest}
