@@ -294,7 +294,12 @@ def _study000_hd(preds, targets, k, batches) -> float:
         return float(np.mean(vals)) if vals else 0.
     return _study000_mean([batch(sl) for sl in batches])
 
-def _study000_curves(scores, targets, k, batches, binary, masks) -> tuple:
+def _class_scores(x, target, k) -> np.ndarray:
+    "Class `k`'s scores from class probabilities (C, ...) or, for a binary task, a foreground map shaped like `target`."
+    x = np.asarray(x)
+    return x[k] if x.ndim == np.ndim(target) + 1 else x
+
+def _study000_curves(scores, targets, k, batches, masks) -> tuple:
     "Per-batch exact AUROC and AP of class `k`, skipping single-class batches, averaged."
     from sklearn.metrics import roc_auc_score, average_precision_score
     keep = [np.ones(np.shape(t), bool) for t in targets] if masks is None else list(masks)
@@ -302,7 +307,7 @@ def _study000_curves(scores, targets, k, batches, binary, masks) -> tuple:
     for sl in batches:
         y = np.concatenate([(t == k)[m] for t, m in zip(targets[sl], keep[sl])])
         if y.all() or not y.any(): continue
-        s = np.concatenate([np.asarray(x if binary else x[k])[m] for x, m in zip(scores[sl], keep[sl])])
+        s = np.concatenate([_class_scores(x, t, k)[m] for x, t, m in zip(scores[sl], targets[sl], keep[sl])])
         auc.append(roc_auc_score(y, s)); ap.append(average_precision_score(y, s))
     return (float(np.mean(auc)), float(np.mean(ap))) if auc else (0., 0.)
 
@@ -314,7 +319,7 @@ def study000_scores(preds, targets, n_classes: int, scores=None, batch_size: int
     fg = range(1, n_classes)
     mhd = np.mean([_study000_hd(preds, targets, k, batches) for k in fg])
     curves = (np.full(2, np.nan) if scores is None else
-              np.mean([_study000_curves(list(scores), targets, k, batches, binary, masks) for k in fg], 0))
+              np.mean([_study000_curves(list(scores), targets, k, batches, masks) for k in fg], 0))
     out = {'modified hausdorff distance': float(mhd), 'area under roc': float(curves[0]), 'average precision score': float(curves[1])}
     if binary:
         b = Counts(*(x[1] for x in c))
