@@ -29,7 +29,7 @@ from fastai.optimizer import Adam
 from .datasets.imagenet import ImageNetNpy
 from .models import UNetEncoder, timm_encoder
 from .models_swin import swin_encoder
-from .train import make_learner
+from .train import make_learner, save_atomic
 
 # %% auto 0
 __all__ = ['ENCODERS', 'SCHEMES', 'ADAMW', 'LADDER', 'study_drop_path', 'pretrain_encoder', 'Classifier', 'OnBytes',
@@ -155,10 +155,6 @@ def ladder_epochs(epochs: int, ladder=LADDER) -> list[int]:
     "The epochs of `ladder` up to `epochs`, and `epochs` itself."
     return sorted({e for e in ladder if 1 <= e <= epochs} | {epochs})
 
-def _atomic_save(obj, path: Path):
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    torch.save(obj, tmp); os.replace(tmp, path)
-
 def saved_states(folder) -> list[int]:
     "The epochs n with a complete resume state (`state_<n>.pth` and `state_<n>.rng`) in `folder`, in order."
     found = [int(m.group(1)) for p in Path(folder).glob('state_*.pth') if (m := re.fullmatch(r'state_(\d+)\.pth', p.name))]
@@ -186,10 +182,10 @@ class Ladder(Callback):
         if n in self.keep:
             valid_loss, top1 = map(float, self.recorder.values[-1][1:3])
             train_loss = self.loss_sum / self.seen
-            _atomic_save(self.model.encoder.state_dict(), self.folder/f'encoder_epoch_{n}.pth')
+            save_atomic(self.model.encoder.state_dict(), self.folder/f'encoder_epoch_{n}.pth')
             self.scores.append(dict(epoch=n, top1=top1, valid_loss=valid_loss, train_loss=train_loss,
                                     checkpoint=str(self.folder/f'encoder_epoch_{n}.pth')))
-        _atomic_save({'torch': torch.get_rng_state(), 'train_dl': self.dls.train.rng.getstate(), 'scores': self.scores},
+        save_atomic({'torch': torch.get_rng_state(), 'train_dl': self.dls.train.rng.getstate(), 'scores': self.scores},
                      self.folder/f'state_{n}.rng')
         os.replace(self.learn.save(f'.state_{n}.tmp', with_opt=True), self.folder/f'state_{n}.pth')
         for old in saved_states(self.folder)[:-1]:

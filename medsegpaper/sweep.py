@@ -17,7 +17,8 @@ from .sweep_cluster import FINISHED, execute_run, sweep_client
 # %% auto 0
 __all__ = ['PROTOCOL_KEYS', 'STATUS_COLUMNS', 'ERROR_EXCERPT', 'RETRIED', 'Table', 'Protocol', 'load_protocol', 'expand_grid',
            'PlannedRun', 'protocol_runs', 'plan_runs', 'run_folder', 'worker_params', 'finished_runs', 'merge_run',
-           'status_table', 'sweep_states', 'status_frame', 'status_counts', 'show_status', 'run_sweep', 'sweep_cli']
+           'status_table', 'finished_record', 'sweep_states', 'status_frame', 'status_counts', 'show_status',
+           'run_sweep', 'sweep_cli']
 
 # %% ../nbs/13_sweep.ipynb
 PROTOCOL_KEYS = ('notebook', 'results', 'parameters', 'grid', 'include', 'exclude', 'out', 'kernel', 'cluster')
@@ -142,6 +143,11 @@ def status_table(protocol: Protocol) -> ResultsTable: return ResultsTable(protoc
 
 def _excerpt(text) -> str: return text if len(text) <= ERROR_EXCERPT else text[:ERROR_EXCERPT - 3] + '...'
 
+def finished_record(protocol: Protocol, rid: str) -> dict:
+    "What the worker of run `rid` wrote when the run ended (state, wall_s, notebook, host); {} if it wrote none or was killed writing it."
+    try: return json.loads((run_folder(protocol, rid)/FINISHED).read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return {}
+
 def sweep_states(protocol: Protocol, runs: list[PlannedRun], force: bool = False) -> dict[str, dict]:
     "The status row of each of `runs`: done when in the first results table (unless `force`), failed when invalid, else from the last sweep or pending."
     old = status_table(protocol).read()
@@ -151,9 +157,10 @@ def sweep_states(protocol: Protocol, runs: list[PlannedRun], force: bool = False
     for r in runs:
         prev = old.get(r.run_id, {})
         state = 'failed' if r.error else 'done' if r.run_id in done else prev.get('state') or 'pending'
+        fin = finished_record(protocol, r.run_id) if state == 'done' else {}  # a client killed between merge and record
         rows[r.run_id] = {'run_id': r.run_id, 'state': state, 'attempts': int(prev.get('attempts') or 0),
-                          'wall_s': prev.get('wall_s', ''), 'error': _excerpt(r.error) or (prev.get('error', '') if state == 'failed' else ''),
-                          'notebook': prev.get('notebook', ''), 'params': canonical_json(r.params)}
+                          'wall_s': prev.get('wall_s') or fin.get('wall_s', ''), 'error': _excerpt(r.error) or (prev.get('error', '') if state == 'failed' else ''),
+                          'notebook': prev.get('notebook') or fin.get('notebook', ''), 'params': canonical_json(r.params)}
     return rows
 
 # %% ../nbs/13_sweep.ipynb
@@ -244,7 +251,10 @@ def run_sweep(protocol,                       # a `Protocol` or the path of its 
     for r in todo:
         rows[r.run_id]['state'] = 'pending'
         if not dry_run and not force and (run_folder(p, r.run_id)/FINISHED).exists():  # finished, not merged by the last client
-            with contextlib.suppress(ValueError, OSError): merge_run(p, r.run_id); rows[r.run_id]['state'] = 'done'
+            with contextlib.suppress(ValueError, OSError):
+                merge_run(p, r.run_id)
+                fin = finished_record(p, r.run_id)
+                rows[r.run_id].update(state='done', wall_s=fin.get('wall_s', ''), notebook=fin.get('notebook', ''))
     if dry_run: return list(rows.values())
     status_table(p).upsert(list(rows.values()))
     todo = [r for r in todo if rows[r.run_id]['state'] == 'pending']

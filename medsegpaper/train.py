@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb 2
 from __future__ import annotations
-import json, os, re, warnings, zipfile
+import io, json, os, re, warnings, zipfile
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -23,9 +23,9 @@ from fastai.data.core import DataLoaders
 from .results import canonical_json
 
 # %% auto 0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MANIFEST', 'SchedPolyDecay', 'lr_schedule', 'EpochCheckpoint', 'make_learner',
-           'CheckpointWarning', 'checkpoint_epochs', 'last_checkpoint', 'checkpoint_damage', 'resume_point', 'fit',
-           'claim_checkpoints', 'full_size_logits', 'predict_masks', 'predict_probs']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MANIFEST', 'SchedPolyDecay', 'lr_schedule', 'save_atomic', 'EpochCheckpoint',
+           'make_learner', 'CheckpointWarning', 'checkpoint_epochs', 'last_checkpoint', 'checkpoint_damage',
+           'resume_point', 'fit', 'claim_checkpoints', 'full_size_logits', 'predict_masks', 'predict_probs']
 
 # %% ../nbs/08_train.ipynb
 OPTIMIZERS = {
@@ -50,9 +50,12 @@ def lr_schedule(schedule: str, lr: float, eta_min: float = 0., power: float = 0.
     return SchedNo(lr, lr)
 
 # %% ../nbs/08_train.ipynb
-def _atomic_save(obj, path: Path):
-    tmp = path.with_name(f'.{path.name}.tmp')
-    torch.save(obj, tmp); os.replace(tmp, path)
+def save_atomic(obj, path):
+    "`torch.save` `obj` to `path` through a temporary file: never half-written, and its bytes depend on `obj` alone, not on the file's name."
+    buf, path = io.BytesIO(), Path(path)
+    torch.save(obj, buf)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    tmp.write_bytes(buf.getbuffer()); os.replace(tmp, path)
 
 class EpochCheckpoint(Callback):
     "Save weights and optimiser state as `epoch_<n>.pth`, random state as `epoch_<n>.rng`, after each trained epoch, atomically."
@@ -61,7 +64,7 @@ class EpochCheckpoint(Callback):
     def after_epoch(self):
         if self.skipped: return
         tmp = self.learn.save(f'.epoch_{self.epoch}.tmp', with_opt=True)
-        _atomic_save({'torch': torch.get_rng_state(), 'train_dl': self.dls.train.rng.getstate()},
+        save_atomic({'torch': torch.get_rng_state(), 'train_dl': self.dls.train.rng.getstate()},
                      tmp.with_name(f'epoch_{self.epoch}.rng'))
         os.replace(tmp, tmp.with_name(f'epoch_{self.epoch}.pth'))
 
