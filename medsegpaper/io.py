@@ -75,7 +75,12 @@ def check_shapes(img_shape, lbl_shape, img_path, lbl_path) -> None:
     if tuple(img_shape) != tuple(lbl_shape):
         raise DataError(lbl_path, f'label shape {tuple(lbl_shape)} does not match image {Path(img_path).name} shape {tuple(img_shape)}')
 
-def check_affines(img_affine, lbl_affine, img_path, lbl_path, atol: float = 1e-3) -> None:
+def check_affines(img_affine,         # 4x4 affine of the image
+                  lbl_affine,         # 4x4 affine of its label map
+                  img_path,           # image file, named in the message
+                  lbl_path,           # label file, the one the error is raised on
+                  atol: float = 1e-3, # largest difference allowed in any entry
+                 ) -> None:
     "`DataError` on the label file when its affine differs from the image's by more than `atol`."
     if not np.allclose(img_affine, lbl_affine, atol=atol):
         raise DataError(lbl_path, f'affine differs from image {Path(img_path).name}:\n{np.round(lbl_affine, 4)}\nvs\n{np.round(img_affine, 4)}')
@@ -99,7 +104,12 @@ def to_unit(arr: np.ndarray, path, scale: float | None = None) -> np.ndarray:
     return out
 
 # %% ../nbs/02_io.ipynb
-def read_nifti_pair(img_path, lbl_path, n_classes: int, atol: float = 1e-3, canonical: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_nifti_pair(img_path,                # NIfTI image, 3D or 4D (channels last)
+                    lbl_path,                # its NIfTI label map, 3D
+                    n_classes: int,          # label values must lie in 0..n_classes-1
+                    atol: float = 1e-3,      # largest difference allowed between the two affines
+                    canonical: bool = False, # reorient both to RAS
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Checked (image float32, label int64, affine) from a NIfTI image and its label file, optionally reoriented to RAS."
     check_partner(img_path, lbl_path)
     img, aff = read_nifti(img_path, np.float32, canonical)
