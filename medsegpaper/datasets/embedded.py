@@ -117,8 +117,13 @@ def _shape_mask(kind, size, rng):
     side = [(px[j] - px[i]) * (yy - py[i]) - (py[j] - py[i]) * (xx - px[i]) for i, j in ((0, 1), (1, 2), (2, 0))]
     return np.all([s >= 0 for s in side], 0) | np.all([s <= 0 for s in side], 0)
 
-def synthetic_shapes(n: int, size: int = 64, n_classes: int = 3, max_shapes: int = 3, noise: float = 0.1,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_shapes(n: int,               # number of images
+                     size: int = 64,       # height and width in pixels
+                     n_classes: int = 3,   # classes including the background (0)
+                     max_shapes: int = 3,  # each image has 1..max_shapes shapes
+                     noise: float = 0.1,   # standard deviation of the Gaussian noise added everywhere
+                     seed: int = 0,        # seed of the random generator (anything `np.random.default_rng` takes)
+                    ) -> tuple[np.ndarray, np.ndarray]:
     "`n` images (n,size,size) float32 and labels int64 with 1..`max_shapes` random shapes of classes 1..n_classes-1."
     if n_classes < 2: raise ValueError(f"n_classes must be >= 2 (background + 1), got {n_classes}")
     rng = np.random.default_rng(seed)
@@ -188,7 +193,13 @@ def synthetic3d_folder(root, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_te
     "Folder of the synthetic sphere set with these parameters under data root `root`."
     return Path(root)/'synthetic3d'/f'size{volume_size}_train{n_train}_val{n_val}_test{n_test}_seed{seed}'
 
-def write_synthetic3d(folder, volume_size=SPHERE_SIZE, n_train=70, n_val=30, n_test=100, seed=0) -> Path:
+def write_synthetic3d(folder,                   # where to write (created if missing)
+                      volume_size=SPHERE_SIZE,  # edge of the cube in voxels
+                      n_train=70,               # training volumes, the first of `imagesTr`
+                      n_val=30,                 # validation volumes, the rest of `imagesTr`
+                      n_test=100,               # test volumes, in `imagesTs`
+                      seed=0,                   # seed of the two random streams (training+validation, test)
+                     ) -> Path:
     "Write the sphere set to `folder` in the Decathlon layout; returns the path of its `dataset.json`."
     folder = Path(folder)
     entries = {}
