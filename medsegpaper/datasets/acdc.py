@@ -61,7 +61,12 @@ def _acdc_2d(split, root, only_foreground=False, channels=1, **kw):
     return volume_slices(_acdc_3d(split, root, **kw), ACDC_CLASSES, only_foreground, channels)
 
 # %% ../../nbs/03b_datasets.acdc.ipynb
-def write_acdc_sample(dest, n_train: int = 3, n_test: int = 2, size: int = 24, depth: int = 3) -> Path:
+def write_acdc_sample(dest,              # data root: the sample goes to `dest`/ACDC
+                      n_train: int = 3,  # patients under `training`
+                      n_test: int = 2,   # patients under `testing`
+                      size: int = 24,    # in-plane size of every frame
+                      depth: int = 3,    # short-axis slices of every frame
+                     ) -> Path:
     "A tiny ACDC: `n_train` + `n_test` patients, ED and ES frames with labels, Info.cfg."
     d = Path(dest)/'ACDC'
     for i in range(n_train + n_test):
