@@ -127,8 +127,14 @@ def _write_covid_npy(d: Path, counts: dict, size: int, spaces: bool):
         np.save(f/'imgs.npy', (np.clip(imgs, 0, 1) * 255).astype(np.uint8))
         np.save(f/'inf_masks.npy', (lbls * 255).astype(np.uint8))
 
-def write_covid_qu_sample(dest, n_train: int = 4, n_val: int = 2, n_test: int = 3, size: int = 32,
-                          layout: str = 'png', spaces: bool = False) -> Path:
+def write_covid_qu_sample(dest,               # data root: the sample goes to `dest`/COVID_QU
+                          n_train: int = 4,   # COVID-19 images in Train (one Normal image is added to each split)
+                          n_val: int = 2,     # COVID-19 images in Val
+                          n_test: int = 3,    # COVID-19 images in Test
+                          size: int = 32,     # height and width of every image
+                          layout: str = 'png',  # 'png': the Kaggle folders; 'npy': study 000's arrays
+                          spaces: bool = False, # 'npy' only: folder names with spaces, as the study spelt them
+                         ) -> Path:
     "A tiny COVID-QU: the Kaggle PNG folders (`layout='png'`) or study 000's arrays (`'npy'`; `spaces` as the study spelt its folders)."
     d, counts = Path(dest)/'COVID_QU', {'Train': n_train, 'Val': n_val, 'Test': n_test}
     if check_choice('layout', layout, ('png', 'npy')) == 'png': _write_covid_png(d, counts, size)
