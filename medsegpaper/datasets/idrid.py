@@ -75,7 +75,12 @@ def resize_lesion(mask: np.ndarray, hw, label_resize: str = 'nearest') -> np.nda
     return v != 0
 
 # %% ../../nbs/03d_datasets.idrid.ipynb
-def read_idrid_sample(img_path, masks: dict, size=None, crop: int = 0, label_resize: str = 'nearest'):
+def read_idrid_sample(img_path,                    # the JPEG fundus image
+                      masks: dict,                 # lesion -> its mask file (None: no mask, the lesion is absent)
+                      size=None,                   # (W, H), as PIL takes it, or an int for a square, after the crop (None: as is)
+                      crop: int = 0,               # pixels cut from the left and from the right
+                      label_resize: str = 'nearest', # one of `IDRID_LABEL_RESIZES`
+                     ):
     "Image (3,H,W) in [0,1] and label (H,W): class k+1 where the k-th lesion mask is set; `crop` px left/right, then `size`."
     img = to_unit(read_image(img_path, 'RGB'), img_path).transpose(2, 0, 1)
     cut = (lambda a: a[..., crop:-crop]) if crop else (lambda a: a)
@@ -89,7 +94,12 @@ def read_idrid_sample(img_path, masks: dict, size=None, crop: int = 0, label_res
     if hw: img = F.interpolate(torch.from_numpy(img[None]), size=hw, mode='bilinear', antialias=True, align_corners=False)[0].numpy()
     return img, lbl
 
-def tiles(img: np.ndarray, lbl: np.ndarray, tile: int, stride: int, min_mean: float = 0.):
+def tiles(img: np.ndarray,     # (C, H, W) image
+          lbl: np.ndarray,     # (H, W) label
+          tile: int,           # edge of the square tiles
+          stride: int,         # step between tiles, in pixels
+          min_mean: float = 0., # tiles whose image mean is lower are skipped
+         ):
     "(y, x, image view, label view) of `tile`-sized tiles every `stride` px with image mean >= `min_mean`."
     H, W = lbl.shape
     for y in range(0, H - tile + 1, stride):
@@ -125,7 +135,12 @@ def _idrid_2d(split, root, lesions=('MA',), tile=False, valid='test', seed=0, si
     return SegDataset2D(imgs, lbls, ['background'] + [IDRID_LESIONS[l][0] for l in lesions], names)
 
 # %% ../../nbs/03d_datasets.idrid.ipynb
-def write_idrid_sample(dest, n_train: int = 3, n_test: int = 2, size=(48, 72), lesions=('MA', 'HE')) -> Path:
+def write_idrid_sample(dest,               # data root: the sample goes to `dest`/idrid
+                       n_train: int = 3,   # images in the training set
+                       n_test: int = 2,    # images in the testing set
+                       size=(48, 72),      # (H, W) of every image
+                       lesions=('MA', 'HE'), # lesions with a mask folder (keys of `IDRID_LESIONS`)
+                      ) -> Path:
     "A tiny IDRiD: JPEG images, RGB TIFF masks for `lesions` (image 1 has no HE mask), folders named as published."
     seg = Path(dest)/'idrid'/'Segmentation'/'A. Segmentation'
     for i in range(n_train + n_test):
