@@ -70,7 +70,12 @@ class ImageNetNpy(torch.utils.data.Dataset):
         x = torch.from_numpy(read_imagenet_npy(path)).float() / 255
         return (self.transform(x) if self.transform else x), label
 
-def write_imagenet_sample(dest, n_train: int = 6, n_val: int = 3, size: int = 16, n_classes: int = 3) -> Path:
+def write_imagenet_sample(dest,             # data root: the sample goes to `dest`/imagenet
+                          n_train: int = 6, # training files, named like ImageNet's
+                          n_val: int = 3,   # validation files, `ILSVRC2012_val_<n>.npy`
+                          size: int = 16,   # height of every image (image i is `size + i` wide)
+                          n_classes: int = 3, # classes 1..n_classes, dealt out in turn
+                         ) -> Path:
     "A tiny ImageNet-format folder: npy images named like ImageNet's and labels.json."
     d, labels, rng = Path(dest)/'imagenet', {}, np.random.default_rng(0)
     (d/'data').mkdir(parents=True, exist_ok=True)
