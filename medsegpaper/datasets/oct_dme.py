@@ -108,7 +108,15 @@ def study_split(split_dir, on_disk: list, where: str = 'the dataset') -> dict[st
                                        + ', '.join(unused[:10]) + (' ...' if len(unused) > 10 else ''))
     return out
 
-def oct_split(split, keys: list, folder, split_by='study', n_valid=22, seed=0, subjects=None, where='the dataset') -> list[int]:
+def oct_split(split,                 # 'train', 'valid' or 'test' (valid and test are the same frames)
+              keys: list,            # frame names as study 001 numbers them (`img_k`)
+              folder,                # the `oct_dme` folder, whose `splits/` is read for 'study'
+              split_by='study',      # 'study' (its `splits/`), 'image' (seeded draw) or 'subject' (the last subjects)
+              n_valid=22,            # frames held out ('image'), or about as many in whole subjects ('subject')
+              seed=0,                # seed of the 'image' draw
+              subjects=None,         # subject index of each key, for 'subject'
+              where='the dataset',   # what the frames on disk are, for the error messages
+             ) -> list[int]:
     "Indices into `keys` (frame names as study 001 numbers them) of `split`: study 001's `splits/`, `n_valid` at random, or whole `subjects`."
     if split_by == 'study':
         part = study_split(Path(folder)/'splits', keys, where)['train' if split == 'train' else 'valid']
@@ -175,8 +183,16 @@ def _write_png_sample(d: Path, subjects: list, annotated: list, n_valid: int) ->
     for names, f in ((order[n_valid:], 'train.txt'), (order[:n_valid], 'val.txt')): (d/'splits'/f).write_text(''.join(f'{n}\n' for n in names))
     return d
 
-def write_oct_dme_sample(dest, n: int = 10, height: int = 24, width: int = 32, depth: int = 13, annotated=range(1, 12), v73=(1,),
-                         layout: str = 'mat', n_valid: int = 22) -> Path:
+def write_oct_dme_sample(dest,                 # data root: the sample goes to `dest`/oct_dme
+                         n: int = 10,          # subjects
+                         height: int = 24,     # B-scan height
+                         width: int = 32,      # B-scan width
+                         depth: int = 13,      # B-scans per subject
+                         annotated=range(1, 12), # frames with a fluid annotation, the same in every subject
+                         v73=(1,),             # subjects (0-based) written as MATLAB v7.3 files ('mat')
+                         layout: str = 'mat',  # 'mat': Subject_XX.mat files; 'png': study 001's PNG frames and splits
+                         n_valid: int = 22,    # frames in the seeded `splits/val.txt` ('png')
+                        ) -> Path:
     "`n` tiny subjects as Subject_XX.mat files (those in `v73` as MATLAB v7.3), or with `layout='png'` as study 001's PNG frames and splits."
     check_choice('layout', layout, OCT_LAYOUTS)
     d, ann = Path(dest)/'oct_dme', list(annotated)
