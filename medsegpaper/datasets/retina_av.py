@@ -106,7 +106,12 @@ def read_fov_mask(path) -> np.ndarray:
     if len(vals) != 2 or vals[0] != 0: raise DataError(path, f'mask values {vals[:8].tolist()}; expected 0 outside and one value inside the field of view')
     return arr > 0
 
-def read_av_sample(img_path, lbl_path, mask_path, size=None, scale=None):
+def read_av_sample(img_path,    # RGB fundus photograph
+                   lbl_path,    # its one-channel AV label map
+                   mask_path,   # its field-of-view mask
+                   size=None,   # resize to an int (square) or (W, H) (None: as is)
+                   scale=None,  # divide the image by this instead of its dtype's range (`to_unit`)
+                  ):
     "Checked (image (3,H,W) in [0,1], label (H,W) 0..3, FOV mask (H,W) bool) of one AV image, optionally resized."
     img, lbl, mask = read_av_image(img_path, scale), read_av_label(lbl_path), read_fov_mask(mask_path)
     check_shapes(img.shape[1:], lbl.shape, img_path, lbl_path)
@@ -156,7 +161,12 @@ def av_sample_arrays(size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     img = fov[..., None] * np.array([190., 90, 40]) - (lbl > 0)[..., None] * np.array([70., 50, 20]) + rng.normal(0, 4, (size, size, 3))
     return np.clip(img, 0, 255).astype(np.uint8), lbl, fov
 
-def write_av_sample(dest, name: str = 'drive_av', n_train: int = 4, n_test: int = 2, size: int = 40) -> Path:
+def write_av_sample(dest,                  # data root: the sample goes to `dest`/<the dataset's folder>
+                    name: str = 'drive_av', # one of `AV_LAYOUTS`
+                    n_train: int = 4,      # images in `training`
+                    n_test: int = 2,       # images in `test`
+                    size: int = 40,        # height and width of every image
+                   ) -> Path:
     "A tiny AV dataset `name` in its real layout, file names, formats and modes."
     layout = AV_LAYOUTS[check_choice('AV dataset', name, AV_LAYOUTS)]
     for split, n in (('training', n_train), ('test', n_test)):
