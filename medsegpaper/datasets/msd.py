@@ -50,7 +50,13 @@ def _msd_2d(split, root, only_foreground=False, channels=None, **kw):
     vols, classes = _msd_load(split, root, **kw)
     return volume_slices(vols, classes, only_foreground, channels)
 
-def write_msd_sample(dest, task: str = 'Task09_Spleen', n: int = 41, n_test: int = 2, size: int = 12, depth: int = 6) -> Path:
+def write_msd_sample(dest,                      # data root: the task goes to `dest`/`task`
+                     task: str = 'Task09_Spleen', # the task folder's name
+                     n: int = 41,               # labelled volumes (imagesTr, labelsTr)
+                     n_test: int = 2,           # unlabelled volumes (imagesTs)
+                     size: int = 12,            # in-plane size of every volume
+                     depth: int = 6,            # slices of every volume
+                    ) -> Path:
     "A tiny MSD task: `n` labelled CT-like volumes (HU), `n_test` unlabelled, dataset.json, and a `._` resource file."
     d = Path(dest)/task
     training = []
