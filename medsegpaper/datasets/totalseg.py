@@ -69,7 +69,13 @@ def _totalseg_arrays(case, structures, canonical=True, spacing=None, intensity_r
         raise DataError(Path(case)/'segmentations', f'voxels in two structure masks (overlap=\'error\'): {overlap_text(shared, structures)}')
     return (*preprocess_volume(check_finite(img, ct), lbl, aff, spacing, intensity_range), shared)
 
-def read_totalseg_case(case, structures, canonical=True, spacing=None, intensity_range=None, overlap='last'):
+def read_totalseg_case(case,                  # the case folder, holding ct.nii.gz and segmentations/
+                       structures,            # structure names, in class order (class k+1 is structures[k])
+                       canonical=True,        # reorient to RAS
+                       spacing=None,          # resample to this (x, y, z) spacing in mm (None: as is)
+                       intensity_range=None,  # (lo, hi) HU window scaled to [0, 1] (None: raw values)
+                       overlap='last',        # one of `OVERLAP_RULES`: which structure gets a voxel in two masks
+                      ):
     "Checked (image (1,D,H,W), label (D,H,W) with class k+1 for `structures[k]`, spacing) of one case; overlapping masks warn."
     *out, shared = _totalseg_arrays(case, structures, canonical, spacing, intensity_range, overlap)
     if len(shared): data_warning(Path(case)/'segmentations', f'voxels in two structure masks, merged by overlap={overlap!r} '
@@ -126,8 +132,13 @@ def _totalseg_2d(split, root, only_foreground=False, channels=None, **kw):
     vols, classes = _totalseg_load(split, root, **kw)
     return volume_slices(vols, classes, only_foreground, channels)
 
-def write_totalsegmentator_sample(dest, n: int = 5, size: int = 12, depth: int = 4, structures=('kidney_left', 'liver', 'spleen'),
-                                  meta: bool = True) -> Path:
+def write_totalsegmentator_sample(dest,             # data root: the sample goes to `dest`/Totalsegmentator_dataset
+                                  n: int = 5,       # cases s0000, s0001, ...
+                                  size: int = 12,   # in-plane size of every CT
+                                  depth: int = 4,   # slices of every CT
+                                  structures=('kidney_left', 'liver', 'spleen'), # one mask per structure in every case
+                                  meta: bool = True, # write meta.csv: the last two cases validate and test
+                                 ) -> Path:
     "A tiny TotalSegmentator v1: `n` cases with ct.nii.gz and one mask per structure, and meta.csv."
     d = Path(dest)/'Totalsegmentator_dataset'
     for i in range(n):
