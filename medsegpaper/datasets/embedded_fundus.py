@@ -30,7 +30,13 @@ def _grow(p, angle, width, length, depth, rng, out):
         _grow(p, angle + side * rng.uniform(0.35, 0.8), width * 0.78, length * 0.75, depth - 1, rng, out)
     return out
 
-def vessel_tree(size: int, start, angle: float, width: float, rng, depth: int = 3) -> np.ndarray:
+def vessel_tree(size: int,       # height and width of the map in pixels
+                start,           # (y, x) of the root
+                angle: float,    # heading of the root branch in radians (0: towards +x)
+                width: float,    # half-width of the root branch in pixels; each bifurcation scales it by 0.78
+                rng,             # `np.random.Generator` drawing the curvature and the branching angles
+                depth: int = 3,  # levels of bifurcation (2**depth terminal branches)
+               ) -> np.ndarray:
     "Distance-to-width ratio map of one tree: < 1 inside the vessel, 0 on its centre line."
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
     ratio = np.full((size, size), np.inf, np.float32)
