@@ -109,8 +109,14 @@ def write_dhw(path, arr: np.ndarray, spacing=(1., 1., 1.)) -> Path:
     "Write a (D, H, W) stack as NIfTI (x, y, z) with voxel `spacing` given as (d, h, w)."
     return write_nifti(path, np.ascontiguousarray(np.asarray(arr).transpose(2, 1, 0)), spacing=tuple(spacing)[::-1])
 
-def write_segae_case(folder, name: str, image: np.ndarray, label: np.ndarray, structures: dict, masks: dict,
-                     spacing=(1., 1., 1.)) -> Path:
+def write_segae_case(folder,               # the split folder (`train/`, `val/`, `test/`) to write the case in
+                     name: str,            # the case's folder name
+                     image: np.ndarray,    # the CT, (D, H, W) in HU
+                     label: np.ndarray,    # the ground-truth label map (D, H, W) of class ids
+                     structures: dict,     # {class id: structure name}, for the mask folders' names
+                     masks: dict,          # {class id: {checkpoint: (D, H, W) mask}}
+                     spacing=(1., 1., 1.), # voxel spacing (d, h, w)
+                    ) -> Path:
     "Write case `name` under split `folder`: ct, label and `<structure>_<classid>/<checkpoint>.nii.gz` for `masks` {class id: {checkpoint: mask}}."
     case = Path(folder)/name
     write_dhw(case/'ct.nii.gz', image.astype(np.float32), spacing)
@@ -128,7 +134,13 @@ def degraded_masks(truth: np.ndarray, steps=(-1, 0, 1, 2)) -> dict:
         out[f'step_{k:+d}'] = m
     return out
 
-def write_segae_sample(dest, n: dict | None = None, size: int = 24, depth: int = 6, structures=None, steps=(-1, 0, 2)) -> Path:
+def write_segae_sample(dest,                 # the data root: the sample goes to `dest`/SegAE_data_50samples
+                       n: dict | None = None, # cases per split folder; default {'train': 2, 'val': 1, 'test': 1}
+                       size: int = 24,        # height and width of each slice
+                       depth: int = 6,        # slices per case
+                       structures=None,       # {class id: structure name}; default {1: 'liver', 2: 'spleen'}
+                       steps=(-1, 0, 2),      # the `degraded_masks` steps: one pseudo-label mask (checkpoint) per step
+                      ) -> Path:
     "A tiny SegAE layout under `dest`/SegAE_data_50samples: `n` cases per split folder, CT in HU, masks from `degraded_masks`."
     d = Path(dest)/'SegAE_data_50samples'
     structures = structures or {1: 'liver', 2: 'spleen'}
@@ -156,7 +168,12 @@ def read_totalseg_ct(case, canonical: bool = True) -> tuple[np.ndarray, np.ndarr
     img, aff = read_nifti(Path(case)/'ct.nii.gz', np.float32, canonical)
     return check_finite(to_dhw(img), Path(case)/'ct.nii.gz'), aff
 
-def read_totalseg_mask(case, structure: str, shape, affine, canonical: bool = True) -> np.ndarray:
+def read_totalseg_mask(case,                   # the case folder (holding ct.nii.gz and segmentations/)
+                       structure: str,         # the mask's name: segmentations/<structure>.nii.gz
+                       shape,                  # the CT's (D, H, W) shape, from `read_totalseg_ct`
+                       affine,                 # the CT's affine, from `read_totalseg_ct`
+                       canonical: bool = True, # reorient to RAS, as `read_totalseg_ct` does by default
+                      ) -> np.ndarray:
     "The (D, H, W) bool mask of `structure` in a TotalSegmentator case, checked against the CT's grid."
     ct, p = Path(case)/'ct.nii.gz', Path(case)/'segmentations'/f'{structure}.nii.gz'
     m, aff = read_nifti(check_partner(ct, p), None, canonical)
