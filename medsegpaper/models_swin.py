@@ -60,7 +60,13 @@ class SwinUpLevel(nn.Module):
 
 class SwinUNet(nn.Module):
     "Study 000's Swin U-Net: the Swin encoder, patch-expanding decoder levels with Swin blocks, a x4 expansion and 1x1 conv head; logits (B,n_classes,H,W)."
-    def __init__(self, in_channels: int, n_classes: int, width: float = 1., img_size: int = 224, drop_path_rate: float = 0.2):
+    def __init__(self,
+                 in_channels: int,            # image channels
+                 n_classes: int,              # output channels (logits)
+                 width: float = 1.,           # scales the encoder's embedding (96 x width channels) and so every level
+                 img_size: int = 224,         # the nominal input size, fixing the attention windows (other sizes work too)
+                 drop_path_rate: float = 0.2, # stochastic depth of the encoder's last block; the decoder mirrors the encoder's rates
+                ):
         super().__init__()
         self.encoder, self.stride, self.frozen = swin_encoder(in_channels, width, img_size, drop_path_rate), 32, False
         dims, reds = self.encoder.feature_info.channels(), self.encoder.feature_info.reduction()
@@ -88,8 +94,13 @@ class SwinUNet(nn.Module):
         self.encoder.requires_grad_(True)
         return self
 
-def swin_unet(in_channels: int, n_classes: int, encoder=None, width: float = 1., img_size: int = 224,
-              drop_path_rate: float = 0.2) -> SwinUNet:
+def swin_unet(in_channels: int,            # image channels
+              n_classes: int,              # output channels (logits)
+              encoder=None,                # must be None: the encoder is study 000's Swin (the argument is `get_model`'s)
+              width: float = 1.,           # scales the embedding (96 x width channels), e.g. 0.25 for the CPU
+              img_size: int = 224,         # the nominal input size, fixing the attention windows (other sizes work too)
+              drop_path_rate: float = 0.2, # stochastic depth of the encoder's last block (the study's 0.2)
+             ) -> SwinUNet:
     "Study 000's Swin U-Net for `img_size` inputs (other sizes work too); narrow with `width` < 1."
     if encoder is not None: raise ValueError(f"model 'swin_unet' has a fixed encoder (study 000's Swin); got encoder={encoder!r}")
     return SwinUNet(in_channels, n_classes, width, img_size, drop_path_rate)
