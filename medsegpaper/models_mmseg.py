@@ -70,7 +70,13 @@ def _resize_to(x, ref): return F.interpolate(x, size=ref.shape[-2:], mode='bilin
 
 class PSPHead(DecodeHead):
     "MMSegmentation's `PSPHead`: pyramid pooling at `pool_scales`, 1x1 reductions, concatenation, 3x3 bottleneck."
-    def __init__(self, in_channels: int, channels: int, n_classes: int, pool_scales=(1, 2, 3, 6), dropout: float = 0.1):
+    def __init__(self,
+                 in_channels: int,         # channels of the backbone level it reads
+                 channels: int,            # channels of each pooling branch and of the bottleneck
+                 n_classes: int,           # output channels (logits)
+                 pool_scales=(1, 2, 3, 6), # output sizes (bins) of the adaptive average pools
+                 dropout: float = 0.1,     # `Dropout2d` before the classifier
+                ):
         super().__init__(channels, n_classes, dropout)
         self.psp_modules = nn.ModuleList([nn.Sequential(nn.AdaptiveAvgPool2d(s), conv_module(in_channels, channels, 1)) for s in pool_scales])
         self.bottleneck = conv_module(in_channels + len(pool_scales) * channels, channels)
@@ -78,7 +84,13 @@ class PSPHead(DecodeHead):
 
 class ASPPHead(DecodeHead):
     "MMSegmentation's `ASPPHead` (DeepLabV3): image pooling and atrous branches at `dilations`, concatenated, 3x3 bottleneck."
-    def __init__(self, in_channels: int, channels: int, n_classes: int, dilations=(1, 12, 24, 36), dropout: float = 0.1):
+    def __init__(self,
+                 in_channels: int,          # channels of the backbone level it reads
+                 channels: int,             # channels of each branch and of the bottleneck
+                 n_classes: int,            # output channels (logits)
+                 dilations=(1, 12, 24, 36), # one branch per dilation: 1 a 1x1 convolution, others dilated 3x3
+                 dropout: float = 0.1,      # `Dropout2d` before the classifier
+                ):
         super().__init__(channels, n_classes, dropout)
         self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv_module(in_channels, channels, 1))
         self.aspp_modules = nn.ModuleList([conv_module(in_channels, channels, 1 if d == 1 else 3, d) for d in dilations])
@@ -95,7 +107,13 @@ def _scaled(c: int, width: float, lo: int = 1) -> int: return max(round(c * widt
 
 class MMSegUNet(nn.Module):
     "MMSegmentation's `EncoderDecoder` of `UNetS5D16` + decode `head` (+ auxiliary `FCNHead`); pads inputs to a multiple of 16."
-    def __init__(self, in_channels: int = 3, n_classes: int = 2, head: str = 'psp', width: float = 1., aux: bool = True):
+    def __init__(self,
+                 in_channels: int = 3, # image channels
+                 n_classes: int = 2,   # output channels (logits)
+                 head: str = 'psp',    # decode head: a key of `MMSEG_HEADS` ('fcn', 'psp', 'aspp')
+                 width: float = 1.,    # multiplies the configs' channels (backbone and heads; heads keep at least 8)
+                 aux: bool = True,     # with the auxiliary `FCNHead` on the half-resolution level (used in training only)
+                ):
         super().__init__()
         if head not in MMSEG_HEADS: raise ValueError(f"head must be one of {', '.join(MMSEG_HEADS)}, got {head!r}")
         if width <= 0: raise ValueError(f"width must be > 0, got {width}")
@@ -119,7 +137,12 @@ class MMSegUNet(nn.Module):
         return [h.conv_seg for h in (self.decode_head, self.aux_head) if h is not None]
 
 # %% ../nbs/05c_models.mmseg.ipynb
-def mmseg_unet_param_count(head: str = 'psp', in_channels: int = 3, n_classes: int = 2, width: float = 1., aux: bool = True) -> int:
+def mmseg_unet_param_count(head: str = 'psp',    # decode head: 'fcn', 'psp' or 'aspp'
+                           in_channels: int = 3, # image channels
+                           n_classes: int = 2,   # output channels
+                           width: float = 1.,    # multiplier of the configs' channels, as `MMSegUNet`'s
+                           aux: bool = True,     # count the auxiliary FCN head
+                          ) -> int:
     "The parameter count of `MMSegUNet(in_channels, n_classes, head, width, aux)` computed from the configs' channels alone."
     cm = lambda ni, nf, k=3: ni * nf * k * k + 2 * nf  # ConvModule: conv without bias + BN weight and bias
     ch = [_scaled(64, width) * 2**i for i in range(5)]
@@ -133,7 +156,13 @@ def mmseg_unet_param_count(head: str = 'psp', in_channels: int = 3, n_classes: i
     return n
 
 # %% ../nbs/05c_models.mmseg.ipynb
-def mmseg_unet(in_channels: int, n_classes: int, encoder=None, head: str = 'psp', width: float = 1., aux: bool = True) -> MMSegUNet:
+def mmseg_unet(in_channels: int,   # image channels
+               n_classes: int,     # output channels (logits)
+               encoder=None,       # must be None: the backbone is fixed (the argument is `get_model`'s)
+               head: str = 'psp',  # decode head: 'fcn', 'psp' or 'aspp'
+               width: float = 1.,  # multiplies the configs' channels (heads keep at least 8)
+               aux: bool = True,   # with the auxiliary FCN head (used in training only)
+              ) -> MMSegUNet:
     "MMSegmentation's UNet S5-D16 with decode `head` (and the auxiliary FCN head when `aux`), `width` times the configs' channels."
     if encoder is not None: raise ValueError(f"the MMSegmentation UNet has a fixed backbone; got encoder={encoder!r}")
     return MMSegUNet(in_channels, n_classes, head, width, aux)
