@@ -35,8 +35,12 @@ def _plain(t: torch.Tensor) -> torch.Tensor: return t if type(t) is torch.Tensor
 class SegLoss(nn.Module):
     "Base of the losses: `loss(logits, target)` on plain tensors; `activation` gives class probabilities, `decodes` the label map."
     def forward(self, logits, target): return self.loss(_plain(logits), _plain(target))
-    def activation(self, logits): return two_class(logits).softmax(1)
-    def decodes(self, logits): return two_class(logits).argmax(1)
+    def activation(self, logits):
+        "Class probabilities (B,C,...) of `logits`, two classes for one channel."
+        return two_class(logits).softmax(1)
+    def decodes(self, logits):
+        "The label map (B,...) of `logits`: the most probable class."
+        return two_class(logits).argmax(1)
 
 # %% ../nbs/06_losses.ipynb
 class CrossEntropyLoss(SegLoss):
@@ -87,7 +91,13 @@ class FocalLoss(SegLoss):
 # %% ../nbs/06_losses.ipynb
 class DiceCELoss(SegLoss):
     "`dice_weight * BatchDiceLoss + ce_weight * CrossEntropyLoss`."
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, weight=None, ignore_index: int | None = None, eps: float = 1e-5):
+    def __init__(self,
+                 dice_weight: float = 1.0,        # factor of the batch Dice
+                 ce_weight: float = 1.0,          # factor of the cross-entropy
+                 weight=None,                     # class weights of the cross-entropy
+                 ignore_index: int | None = None, # label of pixels that count in neither loss
+                 eps: float = 1e-5,               # smoothing of the Dice
+                ):
         super().__init__()
         self.dice_weight, self.ce_weight = dice_weight, ce_weight
         self.dice = BatchDiceLoss(eps, ignore_index)
