@@ -114,7 +114,13 @@ def _nanmean(a, axis=None):
     a = np.asarray(a, np.float64); n = (~np.isnan(a)).sum(axis)
     return _ratio(np.nansum(a, axis), n, np.nan)
 
-def weighted_class_mean(cms, metrics=('f1',), classes=None, smooth=0., empty=np.nan, undefined='drop') -> dict:
+def weighted_class_mean(cms,               # per-image confusion matrices (N, C, C)
+                        metrics=('f1',),   # keys of `COUNT_METRICS`
+                        classes=None,      # the classes averaged (default: all but 0)
+                        smooth=0.,         # added to numerator and denominator of dice and jaccard
+                        empty=np.nan,      # the value of an undefined ratio
+                        undefined='drop',  # a class undefined in an image: 'drop' it from that image's mean, or count it 'zero'
+                       ) -> dict:
     "Per image: one-vs-rest metrics of `classes` (default: all but 0) averaged with target-pixel weights -> `(n_images,)`."
     check_choice('undefined', undefined, UNDEFINED_CLASS_RULES)
     c = class_counts(cms)
@@ -128,7 +134,14 @@ def weighted_class_mean(cms, metrics=('f1',), classes=None, smooth=0., empty=np.
         out[name] = _ratio((wv * np.nan_to_num(v)).sum(-1), wv.sum(-1), empty)
     return out
 
-def aggregate(cms, how='pooled', metrics=('dice', 'jaccard'), smooth=0., empty=np.nan, classes=None, undefined='drop') -> dict:
+def aggregate(cms,                         # per-image confusion matrices (N, C, C)
+              how='pooled',                # one of `AGGREGATIONS`: 'pooled', 'per_image', 'weighted'
+              metrics=('dice', 'jaccard'), # keys of `COUNT_METRICS`
+              smooth=0.,                   # added to numerator and denominator of dice and jaccard
+              empty=np.nan,                # the value of an undefined ratio (NaN: left out of means)
+              classes=None,                # `weighted` only: the classes averaged (default: all but 0)
+              undefined='drop',            # `weighted` only: 'drop' a class undefined in an image, or count it 'zero'
+             ) -> dict:
     "`metrics` from per-image confusion matrices `(N, C, C)` under rule `how`; per class `(C,)` (a float for `weighted`), plus `n_empty`."
     check_choice('how', how, AGGREGATIONS)
     cms = np.asarray(cms); c = class_counts(cms)
@@ -148,7 +161,12 @@ def mmseg_metrics(cms) -> dict:
 # %% ../nbs/07_metrics.ipynb
 class ScoreHistogram:
     "Streaming, memory-bounded pixel AUROC/AP: positive/negative counts per score bin and class, bins finest near 0 and 1."
-    def __init__(self, n_classes: int = 2, bits: int = 10, octaves: int = 32, chunk: int = 2**18):
+    def __init__(self,
+                 n_classes: int = 2,   # 2: one histogram of the foreground score; more: one per class, one-vs-rest
+                 bits: int = 10,       # each power of two of the distance to 0 or 1 is split into 2**bits bins
+                 octaves: int = 32,    # powers of two resolved below 1/2; nearer 0 or 1 (but not at them) is one bin each
+                 chunk: int = 2**18,   # pixels counted at a time, bounding the working memory of `update`
+                ):
         self.n_classes, self.bits, self.octaves, self.chunk, self.binary = n_classes, bits, octaves, chunk, n_classes == 2
         self.n_bins, k = 2 * ((octaves << bits) + 3), 1 if self.binary else n_classes
         self.counts = np.zeros((k, 2, self.n_bins), np.int64)
@@ -252,8 +270,20 @@ def _hd95_table(preds, targets, n_classes, spacing, rule, penalty) -> tuple:
             else: hd[i, k - 1] = hd95(pk, tk, s, rule=rule)
     return hd, one_empty
 
-def evaluate_segmentation(preds, targets, n_classes: int, class_names=None, spacing=None, *, how='per_image', empty=np.nan,
-                          masks=None, hd_rule='max', hd_penalty=None, scores=None, batch_size=24) -> dict:
+def evaluate_segmentation(preds,             # predicted label maps, one per image or volume
+                          targets,           # target label maps, shaped like `preds`
+                          n_classes: int,    # classes including the background (0)
+                          class_names=None,  # names in the row's keys (default: the class ids)
+                          spacing=None,      # pixel spacing for HD95: one tuple for all images, or one per image
+                          *,
+                          how='per_image',   # 'per_image' or 'pooled' Dice/Jaccard/accuracy, or 'study000' (its columns)
+                          empty=np.nan,      # Dice/Jaccard of a class absent from prediction and target
+                          masks=None,        # field-of-view masks: only pixels inside count
+                          hd_rule='max',     # HD95 rule, one of `HD_RULES`
+                          hd_penalty=None,   # HD95 where exactly one mask is empty: None (left out), a number or 'diagonal'
+                          scores=None,       # `study000` only: probabilities, for AUROC and AP
+                          batch_size=24,     # `study000` only: images per evaluation batch
+                         ) -> dict:
     "Per-class and mean (foreground) dice/jaccard/hd95, pixel accuracy and counts of label maps, within `masks` if given."
     check_choice('how', how, EVAL_RULES); check_choice('hd_rule', hd_rule, HD_RULES)
     if not (hd_penalty is None or hd_penalty == 'diagonal' or isinstance(hd_penalty, (int, float))):
@@ -311,7 +341,13 @@ def _study000_curves(scores, targets, k, batches, masks) -> tuple:
         auc.append(roc_auc_score(y, s)); ap.append(average_precision_score(y, s))
     return (float(np.mean(auc)), float(np.mean(ap))) if auc else (0., 0.)
 
-def study000_scores(preds, targets, n_classes: int, scores=None, batch_size: int = 24, masks=None) -> dict:
+def study000_scores(preds,                # predicted label maps, in data order
+                    targets,              # target label maps
+                    n_classes: int,       # classes including the background; 2 gives the binary columns
+                    scores=None,          # per image the foreground probability or (C, H, W) probabilities; None: AUROC, AP NaN
+                    batch_size: int = 24, # images per evaluation batch, as the study's validation loader
+                    masks=None,           # field-of-view masks: only pixels inside count
+                   ) -> dict:
     "Study 000's published columns for label maps `preds` (and probabilities `scores`), evaluated in batches of `batch_size`."
     preds, targets = [np.asarray(p) for p in preds], [np.asarray(t) for t in targets]
     cms, batches, binary = confusion_matrices(preds, targets, n_classes, masks), _batches(len(preds), batch_size), n_classes == 2
