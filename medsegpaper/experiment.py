@@ -22,7 +22,7 @@ from .train import claim_checkpoints
 __all__ = ['READERS', 'EXECUTION_OPTIONS', 'SAMPLED_FILES', 'SAMPLE_CHUNK', 'METADATA_SUFFIXES', 'SOURCE_FILES', 'DATA_FOLDERS',
            'NOT_RUN_DEFINING', 'PAPERMILL_NAMES', 'Param', 'check_param', 'ParameterError', 'unknown_parameter',
            'assigned_names', 'parse_parameters', 'DataRef', 'reader_options', 'files_fingerprint', 'file_fingerprint',
-           'data_fingerprint', 'Run', 'Experiment', 'declare', 'experiment', 'notebook_experiment']
+           'paths_fingerprint', 'data_fingerprint', 'Run', 'Experiment', 'declare', 'experiment', 'notebook_experiment']
 
 # %% ../nbs/09_experiment.ipynb
 @dataclass
@@ -84,8 +84,14 @@ def check_param(name: str, value, p: Param):
     if p.choices is not None: check_choice(name, v, p.choices)
     if any(getattr(p, k) is not None and not ok(v, getattr(p, k)) for k, (_, ok) in _BOUNDS.items()):
         raise ValueError(f"{name} must be {_bounds_text(p)}, got {v!r}")
-    if p.file and v and not Path(v).is_file(): raise ValueError(f"{name}: no file at {v}")
+    if p.file and v: _check_paths(name, v)
     return v
+
+def _check_paths(name: str, v):
+    "A file parameter: a string names an existing file; a list, existing files or folders."
+    if not isinstance(v, list):
+        if not Path(v).is_file(): raise ValueError(f"{name}: no file at {v}")
+    elif missing := [str(f) for f in v if not Path(f).exists()]: raise ValueError(f"{name}: no file or folder at {', '.join(missing)}")
 
 # %% ../nbs/09_experiment.ipynb
 class ParameterError(ValueError):
@@ -206,6 +212,11 @@ def file_fingerprint(path) -> str:
     "Hash of the size and a content sample of one file (not of its name or place)."
     return hashlib.sha1(f'{Path(path).stat().st_size}:{content_sample(path)}'.encode()).hexdigest()[:16]
 
+def paths_fingerprint(paths) -> str:
+    "Hash of the content of `paths` in order: each file's `file_fingerprint`, each folder's files by name (not the paths themselves)."
+    parts = [[(n, file_fingerprint(Path(p)/n)) for n, _ in _file_list(Path(p))] if Path(p).is_dir() else file_fingerprint(p) for p in paths]
+    return hashlib.sha1(canonical_json(parts).encode()).hexdigest()[:16]
+
 # %% ../nbs/09_experiment.ipynb
 def _source_files(ref: DataRef, opts: dict) -> tuple[Path, list] | None:
     "The folder and files `ref`'s data is read from; `None` for generated data."
@@ -298,7 +309,8 @@ class Experiment:
         checked, ref = self.check(values or {})
         identity = {n: v for n, v in checked.items() if self.defines_run(n)}
         for n in [n for n in identity if self.params[n].file]:
-            identity[f'{n}_fingerprint'] = file_fingerprint(identity.pop(n)) if checked[n] else ''
+            v = identity.pop(n)
+            identity[f'{n}_fingerprint'] = '' if not v else paths_fingerprint(v) if isinstance(v, list) else file_fingerprint(v)
         fp = None
         if ref is not None:
             key = canonical_json([ref.name, str(data_root(ref.root).resolve()), ref.opts, ref.dim])
