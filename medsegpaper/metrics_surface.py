@@ -220,13 +220,24 @@ def _hd(d, percentile, rule, empty) -> float:
     if rule == 'area': return float(max(_weighted_percentile(d[0], d[2], percentile), _weighted_percentile(d[1], d[3], percentile)))
     return float(max(np.percentile(d[0], percentile), np.percentile(d[1], percentile)))
 
-def hausdorff(pred, target, percentile=100., spacing=None, empty=np.nan, rule='max') -> float:
+def hausdorff(pred,              # predicted mask (non-zero: foreground), 2D or 3D
+              target,            # target mask, shaped like `pred`
+              percentile=100.,   # 100: the Hausdorff distance; 95: HD95
+              spacing=None,      # voxel spacing per axis (or one number); default 1
+              empty=np.nan,      # the value when a mask is empty
+              rule='max',        # one of `HD_RULES`: 'max' (MONAI), 'pooled' (medpy), 'area' (DeepMind)
+             ) -> float:
     "The `percentile`-th percentile Hausdorff distance under `rule` (one of `HD_RULES`); `empty` if a mask is empty."
     check_choice('rule', rule, HD_RULES)
     d = element_distances(pred, target, spacing) if rule == 'area' else surface_distances(pred, target, spacing)
     return _hd(d, percentile, rule, empty)
 
-def hd95(pred, target, spacing=None, empty=np.nan, rule='max') -> float:
+def hd95(pred,          # predicted mask (non-zero: foreground), 2D or 3D
+         target,        # target mask, shaped like `pred`
+         spacing=None,  # voxel spacing per axis (or one number); default 1
+         empty=np.nan,  # the value when a mask is empty
+         rule='max',    # one of `HD_RULES`: 'max' (MONAI), 'pooled' (medpy), 'area' (DeepMind)
+        ) -> float:
     "HD95 under `rule`: `max` of the two directed 95th percentiles (MONAI), `pooled` (medpy) or `area`-weighted (DeepMind)."
     return hausdorff(pred, target, 95., spacing, empty, rule)
 
@@ -239,7 +250,12 @@ def _nsd(d, tolerance, empty) -> float:
 def _check_tolerance(tolerance):
     if not tolerance >= 0: raise ValueError(f"tolerance must be a distance >= 0, got {tolerance!r}")
 
-def surface_dice(pred, target, tolerance: float, spacing=None, empty=np.nan) -> float:
+def surface_dice(pred,              # predicted mask (non-zero: foreground), 2D or 3D
+                 target,            # target mask, shaped like `pred`
+                 tolerance: float,  # physical distance within which a surface counts as matched
+                 spacing=None,      # voxel spacing per axis (or one number); default 1
+                 empty=np.nan,      # the value when both masks are empty
+                ) -> float:
     "Normalised surface Dice (Nikolov et al.): area fraction of both surfaces within `tolerance` of the other; `empty` if both masks are empty."
     _check_tolerance(tolerance)
     pred, target = _binary(pred, target)
@@ -254,7 +270,12 @@ def surface_dice(pred, target, tolerance: float, spacing=None, empty=np.nan) -> 
     else: near_p, near_t = np.zeros(ip.size, bool), np.zeros(it.size, bool)
     return float((a_p[near_p].sum() + a_t[near_t].sum()) / (a_p.sum() + a_t.sum()))
 
-def surface_dice_voxels(pred, target, tolerance: float, spacing=None, empty=np.nan) -> float:
+def surface_dice_voxels(pred,              # predicted mask (non-zero: foreground), 2D or 3D
+                        target,            # target mask, shaped like `pred`
+                        tolerance: float,  # physical distance within which a surface counts as matched
+                        spacing=None,      # voxel spacing per axis (or one number); default 1
+                        empty=np.nan,      # the value when both masks are empty
+                       ) -> float:
     "Surface Dice counting surface voxels (MONAI's `use_subvoxels=False`): fraction of both voxel surfaces within `tolerance`."
     _check_tolerance(tolerance)
     return _nsd(surface_distances(pred, target, spacing), tolerance, empty)
@@ -273,7 +294,13 @@ def assd_voxels(pred, target, spacing=None, empty=np.nan) -> float:
     "Average symmetric surface distance over both sets of surface voxels, each counting once (MONAI's `symmetric=True`)."
     return _assd(surface_distances(pred, target, spacing), empty)
 
-def distance_metrics(pred, target, spacing=None, tolerance=None, empty=np.nan, rule='max') -> dict:
+def distance_metrics(pred,            # predicted mask (non-zero: foreground), 2D or 3D
+                     target,          # target mask, shaped like `pred`
+                     spacing=None,    # voxel spacing per axis (or one number); default 1
+                     tolerance=None,  # the NSD's tolerance; None: no `nsd`
+                     empty=np.nan,    # HD and ASSD when a mask is empty, NSD when both are
+                     rule='max',      # HD rule, one of `HD_RULES`
+                    ) -> dict:
     "`hd95` and `hd` under `rule`, the area-weighted `assd` and, with a `tolerance`, `nsd`; each kind of distance computed once."
     check_choice('rule', rule, HD_RULES)
     e = element_distances(pred, target, spacing)
