@@ -34,8 +34,14 @@ def _label_trace(label: np.ndarray, n_classes: int, opacity: float) -> go.Heatma
     return go.Heatmap(z=z, zmin=0.5, zmax=k + 0.5, colorscale=scale, opacity=opacity,
                       showscale=False, hovertemplate='class %{z}<extra></extra>')
 
-def plot_overlays(images, targets, preds=None, classes=None, n: int = 4, opacity: float = 0.45,
-                  titles=None) -> go.Figure:
+def plot_overlays(images,                # images (C, H, W) or (H, W); the first channel is shown, rescaled
+                  targets,               # ground-truth label maps (H, W)
+                  preds=None,            # predicted label maps (H, W): a third column when given
+                  classes=None,          # class names, for the number of colours (default: the largest target label + 1)
+                  n: int = 4,            # rows: the first `n` samples
+                  opacity: float = 0.45, # opacity of the label colours
+                  titles=None,           # a title per sample (default: its index)
+                 ) -> go.Figure:
     "A grid of `n` samples: image, ground truth overlay and (optionally) prediction overlay."
     n = min(n, len(images))
     n_classes = len(classes) if classes else int(max(np.max(t) for t in targets[:n])) + 1
@@ -98,7 +104,9 @@ def save_png(fig: go.Figure, path: str | os.PathLike, scale: float = 1) -> Path:
 class StaticPng(MimetypeRenderer):
     "A plotly renderer whose output is the figure's PNG (`figure_png`), for outputs shown where plotly.js cannot run."
     def __init__(self, scale: float = 1): self.scale = scale
-    def to_mimebundle(self, fig_dict): return {'image/png': base64.b64encode(figure_png(fig_dict, self.scale)).decode()}
+    def to_mimebundle(self, fig_dict):
+        "The output of the figure `fig_dict`: its PNG, base64-encoded, under 'image/png'."
+        return {'image/png': base64.b64encode(figure_png(fig_dict, self.scale)).decode()}
 
 def static_images(on: bool = True) -> str:
     "Add (`on` and a browser found) or remove a PNG beside every displayed figure; the plotly renderers then in use."
