@@ -47,8 +47,14 @@ def kernel_threads(threads: int | None = None) -> int:
     return max(1, len(os.sched_getaffinity(0)) // max(1, runs))
 
 # %% ../nbs/13a_sweep_cluster.ipynb
-def execute_run(notebook, folder, params: dict, kernel: str = 'python3', cwd=None, delay: float = 0.,
-                threads: int | None = None) -> dict:
+def execute_run(notebook,                   # the notebook to run
+                folder,                     # the run's folder: emptied, then it holds the executed notebook
+                params: dict,               # papermill parameters
+                kernel: str = 'python3',    # the Jupyter kernel's name
+                cwd=None,                   # the kernel's working directory (None: this process's)
+                delay: float = 0.,          # seconds to wait first (staggers concurrent kernel starts)
+                threads: int | None = None, # CPU threads of the kernel; None: `kernel_threads()`
+               ) -> dict:
     "Papermill `notebook` with `params` into the emptied `folder`; returns state (done, failed, start_failed), error, wall_s, notebook, host."
     time.sleep(delay)
     folder = Path(folder)
