@@ -24,7 +24,12 @@ __all__ = ['JITTER', 'PAIRINGS', 'DISTANCES', 'MARGINS', 'LADDER_FILE', 'load_en
            'checkpoint_ladder']
 
 # %% ../nbs/14_transferability.ipynb
-def load_encoder(name: str, width: float = 1., img_size: int = 224, checkpoint=None, seed: int = 0) -> nn.Module:
+def load_encoder(name: str,           # one of `pretrain.ENCODERS`
+                 width: float = 1.,   # channel multiplier (narrow encoders for the CPU)
+                 img_size: int = 224, # the nominal input size (Swin's attention windows)
+                 checkpoint=None,     # a local weights file (`load_encoder_weights`); None: the seeded initialisation
+                 seed: int = 0,       # seed of the initialisation
+                ) -> nn.Module:
     "Encoder `name` (`pretrain.ENCODERS`) initialised from `seed`, with the weights of the local file `checkpoint` if given, in eval mode."
     torch.manual_seed(seed)
     enc = pretrain_encoder(name, width, img_size)
@@ -121,8 +126,14 @@ def triplet_sums(feats0, feats1, neg, margins=MARGINS) -> torch.Tensor:
                                                   triplet_distances(_flat(f0, pooled).float(), _flat(f1, pooled).float(), neg).values()])
                                      for pooled in (False, True)]) for f0, f1 in zip(feats0, feats1)])
 
-def robustness(encoder: nn.Module, images: torch.Tensor, batch_size: int = 16, margins=MARGINS, per_image: bool = False,
-               pairing: str = 'derangement', seed: int = 0) -> pd.DataFrame:
+def robustness(encoder: nn.Module,           # an encoder whose levels `encoder_levels` reads
+               images: torch.Tensor,         # (N, 3, H, W) in [0, 1], as `prepare_images` gives them
+               batch_size: int = 16,         # images per forward pass (and per set of negatives)
+               margins=MARGINS,              # the triplet margins scored
+               per_image: bool = False,      # one jitter draw per image (True) or per batch (False, the study's)
+               pairing: str = 'derangement', # negatives: one of `PAIRINGS`
+               seed: int = 0,                # seed of the jitter draws and of the derangements
+              ) -> pd.DataFrame:
     "Study 000's robustness of `encoder` on `images` (N, 3, H, W) for every distance, margin, level and pooling (lower: more robust)."
     check_choice('pairing', pairing, PAIRINGS)
     encoder.eval()
@@ -135,10 +146,23 @@ def robustness(encoder: nn.Module, images: torch.Tensor, batch_size: int = 16, m
             total = total + triplet_sums(encoder_levels(encoder, v0), encoder_levels(encoder, v1), neg, margins).cpu()
     levels, pooled, distances, ms = (range(1, total.shape[0] + 1), (False, True), DISTANCES, margins)
     index = pd.MultiIndex.from_product([levels, pooled, distances, ms], names=['level', 'pooled', 'metric', 'margin'])
-    return pd.DataFrame({'robustness': (total.double() / len(images)).flatten().numpy()}, index=index).reset_index()
+    scores = pd.DataFrame({'robustness': (total.double() / len(images)).flatten().numpy()}, index=index).reset_index()
+    if (nan := scores[scores.robustness.isna()]).size:
+        warnings.warn(f"{len(nan)} of {len(scores)} robustness scores are NaN (levels {sorted(set(nan.level))}, {', '.join(sorted(set(nan.metric)))}): "
+                      "features of zero norm or zero variance, where these distances divide by zero (as in the study's formulas)")
+    return scores
 
-def robustness_variant(encoder: nn.Module, images: torch.Tensor, metric: str, margin: float, level: int, pooled: bool,
-                       batch_size: int = 16, per_image: bool = False, pairing: str = 'derangement', seed: int = 0) -> float:
+def robustness_variant(encoder: nn.Module,           # as for `robustness`
+                       images: torch.Tensor,         # as for `robustness`
+                       metric: str,                  # one of `DISTANCES`
+                       margin: float,                # the triplet margin
+                       level: int,                   # the level, from 1 (shallowest)
+                       pooled: bool,                 # compare the average over positions (True) or the whole map
+                       batch_size: int = 16,         # as for `robustness`
+                       per_image: bool = False,      # as for `robustness`
+                       pairing: str = 'derangement', # as for `robustness`
+                       seed: int = 0,                # as for `robustness`: the same seed gives the same views and negatives
+                      ) -> float:
     "One robustness variant computed on its own, as study 000's code did: both views through the encoder, one level, one distance."
     check_choice('metric', metric, DISTANCES)
     dist = {'cosine_distance': lambda x, y: 1 - (x * y).sum(1) / ((x**2).sum(1) * (y**2).sum(1)).sqrt(),
@@ -164,8 +188,13 @@ def sample_pixels(label: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     picks = [rng.choice(w, min(q, len(w)), replace=False) for c, q in zip(classes, quotas) for w in [np.flatnonzero(flat == c)]]
     return np.sort(np.concatenate(picks))
 
-def pixel_features(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_per_image: int = 32,
-                   batch_size: int = 16, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def pixel_features(encoder: nn.Module,    # an encoder whose levels `encoder_levels` reads
+                   images: torch.Tensor,  # (N, 3, H, W), as `prepare_images` gives them
+                   labels: torch.Tensor,  # (N, H, W) label maps, as `prepare_labels` gives them
+                   n_per_image: int = 32, # pixels sampled per image and level, split evenly between its classes
+                   batch_size: int = 16,  # images per forward pass (the samples do not depend on it)
+                   seed: int = 0,         # seed of the sampling, with the image and the level
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     "Per level, (features (n, C), labels (n,)) of pixels sampled class-balanced from every image's label map at that level's size."
     encoder.eval()
     dev, out = next(encoder.parameters()).device, None
@@ -180,8 +209,14 @@ def pixel_features(encoder: nn.Module, images: torch.Tensor, labels: torch.Tenso
                     out[lvl][0].append(f[b].flatten(1)[:, idx].T.float().cpu().numpy()); out[lvl][1].append(lab[b].ravel()[idx])
     return [(np.concatenate(xs), np.concatenate(ys)) for xs, ys in out]
 
-def estimator_scores(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor, estimators=tuple(ESTIMATORS),
-                     n_per_image: int = 32, batch_size: int = 16, seed: int = 0) -> pd.DataFrame:
+def estimator_scores(encoder: nn.Module,            # as for `pixel_features`
+                     images: torch.Tensor,          # as for `pixel_features`
+                     labels: torch.Tensor,          # as for `pixel_features`
+                     estimators=tuple(ESTIMATORS),  # names in `ESTIMATORS`
+                     n_per_image: int = 32,         # as for `pixel_features`
+                     batch_size: int = 16,          # as for `pixel_features`
+                     seed: int = 0,                 # as for `pixel_features`
+                    ) -> pd.DataFrame:
     "Each of `estimators` (names in `ESTIMATORS`) at every level of `encoder`, on sampled pixel features: columns level, estimator, score."
     for e in estimators: check_choice('estimator', e, ESTIMATORS)
     rows = []
