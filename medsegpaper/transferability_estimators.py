@@ -116,7 +116,12 @@ def bhattacharyya_distance(mu1, var1, mu2, var2) -> float:
     var = (var1 + var2) / 2
     return float(((mu1 - mu2)**2 / var).sum() / 8 + (np.log(var) - (np.log(var1) + np.log(var2)) / 2).sum() / 2)
 
-def gbc(features, labels, n_components: int = 64, gaussian: str = 'diagonal', eps: float = 1e-10) -> float:
+def gbc(features,                   # (n, d) samples
+        labels,                     # (n,) integer classes, two samples of each at least
+        n_components: int = 64,     # principal components kept (fewer where the features vary in fewer directions)
+        gaussian: str = 'diagonal', # the class covariances: one of `GAUSSIANS`
+        eps: float = 1e-10,         # added to every variance
+       ) -> float:
     "GBC (Pandy et al. 2022): minus the summed Bhattacharyya coefficients of every ordered pair of class Gaussians after PCA."
     if gaussian not in GAUSSIANS: raise ValueError(f"gaussian must be one of {GAUSSIANS}, got {gaussian!r}")
     X, y = as_samples(features, labels)
@@ -161,7 +166,12 @@ def rank_agreement(score, quality, lower_is_better: bool = False) -> dict:
     return out
 
 # %% ../nbs/14a_transferability_estimators.ipynb
-def rank_agreement_table(df: pd.DataFrame, by, score: str, quality: str, lower_is_better: bool = False) -> pd.DataFrame:
+def rank_agreement_table(df: pd.DataFrame,              # one row per scored item
+                         by,                            # the columns whose values make a group
+                         score: str,                    # the column of the transferability score
+                         quality: str,                  # the column of the fine-tuned quality
+                         lower_is_better: bool = False, # orient the score: True where lower means better
+                        ) -> pd.DataFrame:
     "`rank_agreement` (but Kendall's tau) of `score` with `quality` in every group `by` of `df`, with Spearman's p-value."
     by = list(by)
     d = df[[*by, score, quality]].dropna(subset=[score, quality]).reset_index(drop=True)
