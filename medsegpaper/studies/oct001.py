@@ -54,7 +54,13 @@ class IterationItems(torch.utils.data.Dataset):
         i, seed = idx if isinstance(idx, tuple) else (idx, None)
         return self.ds[(int(self.order[i]), seed)]
 
-def iteration_dataloaders(train, tfm, n_iter: int, batch_size: int = 2, seed: int = 0, device='cpu') -> DataLoaders:
+def iteration_dataloaders(train,               # the training `SegDataset2D`
+                          tfm,                 # its transform, e.g. `oct_augment(...)`
+                          n_iter: int,         # iterations: batches in the one training epoch
+                          batch_size: int = 2, # items per batch
+                          seed: int = 0,       # seed of the permutations and of the augmentations
+                          device='cpu',        # where the batches go
+                         ) -> DataLoaders:
     "fastai `DataLoaders` whose one training epoch is `n_iter` batches of `train` through `tfm`; no validation set is used."
     items = IterationItems(SegTfmDataset(train, tfm), n_iter * batch_size, seed)
     dl = SegDataLoader(items, seed=seed, bs=batch_size, shuffle=False, drop_last=True)
@@ -86,14 +92,29 @@ class DecodeAuxLoss(nn.Module):
         if not isinstance(pred, tuple): return self.fn(pred.as_subclass(torch.Tensor), target)
         decode, aux = (p.as_subclass(torch.Tensor) for p in pred)
         return self.fn(decode, target) + self.aux_weight * self.fn(aux, target)
-    def decodes(self, logits): return logits.argmax(1)
+    def decodes(self, logits):
+        "The label map (B,H,W) of decode logits (B,C,H,W)."
+        return logits.argmax(1)
 
 # %% ../../nbs/16_studies.oct001.ipynb
 OCT_OPTIMIZERS = {'sgd': None, 'adam': partial(Adam, sqr_mom=0.999, eps=1e-8, decouple_wd=False)}
 
-def train_oct(model: nn.Module, train, size, n_iter: int, batch_size: int = 2, crop: int = 0, flip: bool = False,
-              loss: str = 'ce', optimizer: str = 'sgd', lr: float = 0.01, weight_decay: float = 5e-4,
-              min_lr: float = 1e-4, seed: int = 0, device='cpu', progress: bool = False):
+def train_oct(model: nn.Module,           # e.g. `get_model('unet_s5d16_psp', 3, 2)`
+              train,                      # the training `SegDataset2D`
+              size,                       # (H, W) the frames are resized to (`oct_size`)
+              n_iter: int,                # training iterations
+              batch_size: int = 2,        # frames per iteration
+              crop: int = 0,              # side of the random crop (0: none)
+              flip: bool = False,         # random horizontal flips
+              loss: str = 'ce',           # one of `OCT_LOSSES`
+              optimizer: str = 'sgd',     # 'sgd' or 'adam' (`OCT_OPTIMIZERS`)
+              lr: float = 0.01,           # the initial learning rate
+              weight_decay: float = 5e-4, # weight decay on every parameter
+              min_lr: float = 1e-4,       # the poly schedule's floor
+              seed: int = 0,              # seed of everything random
+              device='cpu',               # where to train
+              progress: bool = False,     # show fastai's progress bar
+             ):
     "Train `model` on `train` for `n_iter` iterations of study 001's pipeline and optimiser; returns the fastai `Learner`."
     check_choice('optimizer', optimizer, OCT_OPTIMIZERS)
     seed_everything(seed, get_device(device))
@@ -119,7 +140,13 @@ def slide_logits(model: nn.Module, x: torch.Tensor, crop: int = 256, stride: int
     return out / count
 
 @torch.no_grad()
-def oct_predict(model: nn.Module, images, size, crop: int = 256, stride: int = 170, device='cpu') -> list[np.ndarray]:
+def oct_predict(model: nn.Module,  # the trained model
+                images,            # frames (C,H,W) in [0, 1]
+                size,              # (H, W) the frames are resized to, as in training
+                crop: int = 256,   # the sliding window's side
+                stride: int = 170, # the step between windows
+                device='cpu',      # where to predict
+               ) -> list[np.ndarray]:
     "Label maps of `images` ((C,H,W) in [0, 1]): resized to `size`, ImageNet-normalised, `slide_logits`, logits resized back, argmax."
     dev = get_device(device)
     model = model.to(dev).eval()
