@@ -45,9 +45,18 @@ def _vessel_model(head: str, width: float, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return get_model(f'unet_s5d16_{head}', 3, 2, width=width)
 
-def vessel_checkpoint(folder, head: str = 'psp', width: float = 1., dataset: str = 'drive_av', data_root=None,
-                      iters: int = 400, scale: int = 512, crop: int = 256, seed: int = 0, device='cpu',
-                      progress: bool = False) -> tuple[Path, dict]:
+def vessel_checkpoint(folder,                    # where checkpoints are kept (one file per setting)
+                      head: str = 'psp',         # decode head of the network, one of `MMSEG_HEADS`
+                      width: float = 1.,         # channel multiplier of the network
+                      dataset: str = 'drive_av', # the AV dataset, one of `VESSEL_DATASETS`
+                      data_root=None,            # the data root (`av_sample`: where the sample is written)
+                      iters: int = 400,          # training iterations
+                      scale: int = 512,          # short side of the keep-ratio resize
+                      crop: int = 256,           # side of the random crops (0: none)
+                      seed: int = 0,             # seed of the initialisation and the training
+                      device='cpu',              # where to train
+                      progress: bool = False,    # show fastai's progress bar
+                     ) -> tuple[Path, dict]:
     "The vessel-pretrained checkpoint of these settings under `folder`, trained (once, under a file lock) if missing; its path and what made it."
     ref = vessel_data(dataset, data_root)
     made = dict(head=check_choice('head', head, MMSEG_HEADS), width=width, dataset=dataset, data=data_fingerprint(ref)['hash'],
@@ -71,7 +80,12 @@ def read_state(path) -> dict:
     sd = torch.load(path, map_location='cpu', weights_only=True)
     return sd.get('state_dict', sd) if isinstance(sd, dict) else sd
 
-def oct_model(head: str, width: float, start=None, new_classifier: bool = True, seed: int = 0) -> torch.nn.Module:
+def oct_model(head: str,                   # decode head, one of `MMSEG_HEADS`
+              width: float,                # channel multiplier
+              start=None,                  # a checkpoint file to start from; None: random weights
+              new_classifier: bool = True, # re-initialise the 1x1 classifiers of both heads
+              seed: int = 0,               # seed of the initialisation (and of the new classifiers)
+             ) -> torch.nn.Module:
     "The study's network (`head`, `width`), from the weights in file `start` (None: random), classifiers re-initialised if `new_classifier`."
     model = _vessel_model(head, width, seed)
     if start is None: return model
