@@ -158,7 +158,12 @@ def supervised_loss(logits, target, activation: str, sides=()) -> torch.Tensor:
     loss = w['seg'] * seg_loss(logits, target, activation) + w['mse'] * F.mse_loss(probabilities(logits, activation), one_hot_map(target, activation))
     return loss + sum(sw * seg_loss(s, target, activation) for sw, s in zip(SIDE_WEIGHTS, sides))
 
-def generator_loss(logits, target, activation: str, d_logits=None, sides=()) -> torch.Tensor:
+def generator_loss(logits,           # the generator's (fused) logits
+                   target,           # its target, from `multi_target` or `branch_target`
+                   activation: str,  # 'sigmoid' or 'softmax'
+                   d_logits=None,    # the discriminator's logits on the generator's output; None: no adversarial term
+                   sides=(),         # side-output logits, coarsest first
+                  ) -> torch.Tensor:
     "`supervised_loss` + 0.08 x the adversarial loss of the discriminator's logits on the generator's output called real."
     loss = supervised_loss(logits, target, activation, sides)
     return loss if d_logits is None else loss + LOSS_WEIGHTS['adv'] * adversarial_loss(d_logits, True)
