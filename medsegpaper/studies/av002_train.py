@@ -75,8 +75,15 @@ class AVTrainSet(torch.utils.data.Dataset):
         return augment_av(self.images[i], self.labels[i], torch.Generator().manual_seed(seed), self.rotation_step)
 
 # %% ../../nbs/17a_studies.av002_train.ipynb
-def av_dataloaders(train: SegDataset2D, valid: SegDataset2D, size, normalise='fov', rotation_step=3, batch_size=2,
-                   seed=0, device='cpu') -> DataLoaders:
+def av_dataloaders(train: SegDataset2D,  # training images, labels and FOVs
+                   valid: SegDataset2D,  # validation images, labels and FOVs
+                   size,                 # (W, H) the network sees (`input_size`)
+                   normalise='fov',      # one of `NORMALISATIONS`
+                   rotation_step=3,      # rotations by multiples of this many degrees (0: none)
+                   batch_size=2,         # images per batch
+                   seed=0,               # seed of the shuffling and of the augmentations
+                   device='cpu',         # where the batches go
+                  ) -> DataLoaders:
     "Seeded fastai `DataLoaders` of prepared (image, label) batches: `train` shuffled and augmented, `valid` as is."
     (ti, tl, _), (vi, vl, _) = prepare_av(train, size, normalise), prepare_av(valid, size, normalise)
     kw = dict(bs=batch_size, seed=seed)
@@ -154,8 +161,16 @@ class PlateauLR(ReduceLROnPlateau):
     def after_epoch(self):
         if not self.skipped: super().after_epoch()
 
-def av_learner(dls: DataLoaders, activation: str = 'sigmoid', fusion: bool = True, lr: float = 8e-4, base: int = 32,
-               device='cpu', checkpoint_dir=None, cbs=(), progress: bool = False):
+def av_learner(dls: DataLoaders,           # from `av_dataloaders`
+               activation: str = 'sigmoid', # 'sigmoid' (3 maps) or 'softmax' (4 classes)
+               fusion: bool = True,         # with the binary branches G_A, G_V and the fusion
+               lr: float = 8e-4,            # learning rate of every optimiser
+               base: int = 32,              # base filters of the U-Nets
+               device='cpu',                # where to train
+               checkpoint_dir=None,         # keep a checkpoint per epoch here (None: none)
+               cbs=(),                      # more fastai callbacks
+               progress: bool = False,      # show fastai's progress bar
+              ):
     "A fastai Learner on `AVGAN` whose training batches take the GAN step of `AVGANStep`."
     model = AVGAN(activation, fusion, base)
     learn = make_learner(dls, model, AVLoss(activation), 'adam', lr, 0., device, checkpoint_dir, cbs=[AVGANStep(lr), *cbs], progress=progress)
@@ -180,7 +195,12 @@ def decode_av(probs: torch.Tensor, activation: str) -> tuple[torch.Tensor, torch
     return probs, torch.where(best > 0.5, idx + 1, 0)
 
 @torch.no_grad()
-def predict_av(model: AVGAN, ds: SegDataset2D, size, normalise: str = 'fov', device='cpu') -> list[tuple[np.ndarray, np.ndarray]]:
+def predict_av(model: AVGAN,             # the trained networks
+               ds: SegDataset2D,         # images and FOVs to predict
+               size,                     # (W, H) the network sees, as in training
+               normalise: str = 'fov',   # as in training
+               device='cpu',             # where to predict
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
     "(probabilities (3,H,W), label (H,W)) at each image's own size, zero outside its FOV, for every image of `ds`."
     dev, out = get_device(device), []
     model.eval().to(dev)
@@ -196,7 +216,15 @@ def predict_av(model: AVGAN, ds: SegDataset2D, size, normalise: str = 'fov', dev
 class EvalEpochs(Callback):
     "After each of the last `n` epochs of `epochs`, score every test image with `av_scores` (from its checkpoint if resumed past it); rows in `self.rows`."
     order = 80
-    def __init__(self, test: SegDataset2D, size, epochs: int, n: int = 1, normalise='fov', undefined='skip', device='cpu'):
+    def __init__(self,
+                 test: SegDataset2D,  # the test images, labels and FOVs
+                 size,                # (W, H) the network sees
+                 epochs: int,         # the epochs of the run
+                 n: int = 1,          # score after each of the last `n` epochs
+                 normalise='fov',     # as in training
+                 undefined='skip',    # `av_scores`' rule for undefined class metrics
+                 device='cpu',        # where to predict
+                ):
         self.test, self.size, self.first, self.normalise, self.undefined, self.device = test, size, epochs - n, normalise, undefined, device
         self.rows, self.preds = [], None
     def before_epoch(self): self.skipped = False
