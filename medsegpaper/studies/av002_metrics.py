@@ -43,7 +43,12 @@ def binary_aucs(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
     precision, recall, _ = precision_recall_curve(gt, pred.astype(float))
     return float(roc_auc_score(gt, pred)), float(auc(recall, precision))
 
-def class_row(pred, gt, fov, k: int, probs=None) -> dict:
+def class_row(pred,        # predicted label map (H,W), 0..3
+              gt,          # ground-truth label map (H,W)
+              fov,         # field-of-view mask (H,W) bool
+              k: int,      # the class, one of `AV_EVAL_CLASSES`
+              probs=None,  # the class's probability map (H,W); None: no `auc_roc`, `auc_pr`
+             ) -> dict:
     "Metrics of class `k` one-vs-rest over FOV pixels, with AUCs from `probs` (H,W) when given and from the binary map."
     g = gt[fov] == k
     row = count_metrics(*confusion(pred, gt, fov, k))
@@ -53,7 +58,12 @@ def class_row(pred, gt, fov, k: int, probs=None) -> dict:
     row['auc_pr'] = float(average_precision_score(g, probs[fov])) if proper else float('nan')
     return row
 
-def av_image_metrics(pred, gt, fov, probs=None, undefined: str = 'skip') -> dict:
+def av_image_metrics(pred,                    # predicted label map (H,W), 0..3
+                     gt,                      # ground-truth label map (H,W)
+                     fov,                     # field-of-view mask (H,W) bool
+                     probs=None,              # probabilities (3,H,W) of artery, vein, crossing/uncertain
+                     undefined: str = 'skip', # one of `UNDEFINED_RULES`
+                    ) -> dict:
     "Class-weighted metrics of one image: per class one-vs-rest inside `fov`; `probs` (3,H,W) the class probabilities."
     check_choice('undefined', undefined, UNDEFINED_RULES)
     rows = {k: class_row(pred, gt, fov, k, None if probs is None else probs[k - 1]) for k in AV_EVAL_CLASSES}
@@ -102,7 +112,13 @@ def crossing_region(gt: np.ndarray, radius: int = 10) -> np.ndarray:
     if not centres.any(): return np.zeros(gt.shape, bool)
     return (ndimage.distance_transform_edt(~centres) <= radius) & (gt > 0)
 
-def segment_measures(pred, gt, fov=None, min_length: int = 5, gap: int = 2, radius: int = 10) -> dict:
+def segment_measures(pred,                # predicted label map (H,W), 0..3
+                     gt,                  # ground-truth label map (H,W)
+                     fov=None,            # field-of-view mask (H,W) bool; None: everywhere
+                     min_length: int = 5, # segments shorter than this (skeleton pixels) are not counted
+                     gap: int = 2,        # skeleton pixels within this of a crossing/uncertain label are cut out
+                     radius: int = 10,    # `crossing_error` counts vessel pixels within this of a crossing
+                    ) -> dict:
     "Fraction of ground-truth segments predicted with more than one vessel class, their count, and the pixel error near crossings."
     fov = np.ones(gt.shape, bool) if fov is None else fov
     segs = [s for s in vessel_segments(gt * fov, gap) if len(s) >= min_length]
@@ -112,7 +128,13 @@ def segment_measures(pred, gt, fov=None, min_length: int = 5, gap: int = 2, radi
                 crossing_error=float((pred[near] != gt[near]).mean()) if near.any() else float('nan'))
 
 # %% ../../nbs/17b_studies.av002_metrics.ipynb
-def av_scores(pred, gt, fov, probs=None, undefined: str = 'skip', **segment_opts) -> dict:
+def av_scores(pred,                    # predicted label map (H,W), 0..3
+              gt,                      # ground-truth label map (H,W)
+              fov,                     # field-of-view mask (H,W) bool
+              probs=None,              # probabilities (3,H,W) of artery, vein, crossing/uncertain
+              undefined: str = 'skip', # one of `UNDEFINED_RULES`
+              **segment_opts,          # `segment_measures`' min_length, gap, radius
+             ) -> dict:
     "Every study-002 measure of one image: class-weighted pixel metrics, AUCs and the segment measures."
     return {**av_image_metrics(pred, gt, fov, probs, undefined), **segment_measures(pred, gt, fov, **segment_opts)}
 
