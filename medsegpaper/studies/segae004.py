@@ -79,7 +79,13 @@ def model_input(image_crop: np.ndarray, mask_crop: np.ndarray, size: int = 256) 
     x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False)[0]
     return torch.stack([(x[0] - 0.5) / 0.25, (x[1] - 0.5) / 0.5])
 
-def crop_item(image: np.ndarray, pred: np.ndarray, truth=None, margin: int | None = 20, rng=None, size: int = 256):
+def crop_item(image: np.ndarray,        # the windowed 2D image slice
+              pred: np.ndarray,         # the 2D predicted mask the crop is centred on
+              truth=None,               # the 2D true mask; None: the Dice is NaN
+              margin: int | None = 20,  # pixels added per side; None: random per axis from `rng`
+              rng=None,                 # `np.random.Generator` of the random margins
+              size: int = 256,          # side of the model input
+             ):
     "One slice's model input (windowed `image`, `pred` mask) cropped around `pred`, and the crop's Dice against `truth` (NaN without)."
     box = crop_margins(pred, margin, rng, 256)
     p = crop_square(pred, box)
@@ -109,7 +115,13 @@ def case_items(case: str, image: np.ndarray, label: np.ndarray, masks: dict, min
 
 class QualityItems(torch.utils.data.Dataset):
     "Items as `(input (2,S,S), text embedding, target Dice, text embedding)`; random margins when `train`."
-    def __init__(self, items: list[Item], embeddings: dict, size: int = 256, train: bool = False, margin: int = 20):
+    def __init__(self,
+                 items: list[Item],    # from `case_items`
+                 embeddings: dict,     # class id -> text embedding
+                 size: int = 256,      # side of the model input
+                 train: bool = False,  # random margins (seeded per index) instead of fixed ones computed once
+                 margin: int = 20,     # the fixed margin when not `train`
+                ):
         self.items, self.size, self.train, self.margin = items, size, train, margin
         self.emb = {c: torch.as_tensor(np.asarray(v, np.float32)) for c, v in embeddings.items()}
         self.fixed = None if train else [self._make(i, None) for i in range(len(items))]
@@ -200,7 +212,13 @@ def text_embeddings(table=None, names_csv=None, dim: int = 512) -> TextEmbedding
 # %% ../../nbs/18_studies.segae004.ipynb
 class SegAE(nn.Module):
     "Study 004's quality model: 2-channel stem, ResNet layers 1-4, pooled features, text-conditioned attention head; predicts Dice."
-    def __init__(self, embed_dim: int = 512, backbone: str = 'resnet50', width: float = 1., hidden: int = 50, weights=None):
+    def __init__(self,
+                 embed_dim: int = 512,          # length of the text embedding
+                 backbone: str = 'resnet50',    # timm ResNet whose layers 1-4 are used
+                 width: float = 1.,             # channel width of the ResNet relative to the standard one
+                 hidden: int = 50,              # width of the attention head
+                 weights=None,                  # a local ResNet state dict file for layers 1-4; None: random
+                ):
         super().__init__()
         self.config = dict(embed_dim=embed_dim, backbone=backbone, width=width, hidden=hidden)
         net = timm.create_model(backbone, pretrained=False, num_classes=0, **encoder_width_kw(backbone, width))
@@ -212,6 +230,7 @@ class SegAE(nn.Module):
         self.fc1, self.fc2 = nn.Linear(nf, hidden), nn.Linear(hidden, 1)
 
     def forward(self, x, embedding):
+        "Predicted Dice (N,1) of inputs `x` (N,2,S,S) with text `embedding` (N,E)."
         f = self.layers(self.stem(x)).mean((2, 3))
         z = torch.cat([f, embedding.to(f.dtype)], 1)
         return self.fc2(self.att2(z) * self.fc1(self.att1(z) * f))
@@ -240,7 +259,12 @@ class PearsonR(Metric):
     @property
     def name(self): return 'pearson_r'
 
-def quality_dataloaders(train: QualityItems, valid: QualityItems, batch_size: int = 128, seed: int = 0, device='cpu') -> DataLoaders:
+def quality_dataloaders(train: QualityItems,     # training items (`train=True`)
+                        valid: QualityItems,     # validation items
+                        batch_size: int = 128,
+                        seed: int = 0,           # seed of the shuffling and the random margins
+                        device='cpu',
+                       ) -> DataLoaders:
     "fastai `DataLoaders` of `(input, embedding) -> (dice, embedding)` batches, seeded (`SegDataLoader`)."
     kw = dict(bs=batch_size, seed=seed)
     dls = DataLoaders(SegDataLoader(train, shuffle=True, drop_last=len(train) > batch_size, **kw),
@@ -248,8 +272,15 @@ def quality_dataloaders(train: QualityItems, valid: QualityItems, batch_size: in
     dls.n_inp = 2
     return dls
 
-def train_segae(model: SegAE, dls: DataLoaders, epochs: int = 30, lr: float = 1e-3, weight_decay: float = 1e-4,
-                folder=None, device='cpu', progress: bool = False):
+def train_segae(model: SegAE,               # the quality model to train
+                dls: DataLoaders,           # from `quality_dataloaders`
+                epochs: int = 30,
+                lr: float = 1e-3,           # peak learning rate of the cosine schedule
+                weight_decay: float = 1e-4, # Adam's L2 weight decay
+                folder=None,                # where the best weights are saved (`segae_best.pth`); None: a temporary folder
+                device='cpu',
+                progress: bool = False,     # show fastai's progress bars
+               ):
     "Train `model` as the study; returns the `Learner` holding the best-validation-Pearson weights."
     learn = make_learner(dls, model, QualityLoss(), 'adam', lr, weight_decay, device, metrics=[PearsonR()], progress=progress,
                          cbs=[SaveModelCallback(monitor='pearson_r', comp=np.greater, fname='segae_best')])
@@ -294,8 +325,13 @@ def score_slices(mask: np.ndarray, max_slices: int = 10) -> np.ndarray:
     z = np.flatnonzero(mask.any((1, 2)))
     return z[(np.arange(max_slices) * len(z)) // max_slices] if len(z) > max_slices else z
 
-def segae_score(image: np.ndarray, mask: np.ndarray, structure, estimator: QualityEstimator, margin: int = 20,
-                max_slices: int = 10) -> float:
+def segae_score(image: np.ndarray,              # the (D,H,W) image, raw intensities
+                mask: np.ndarray,               # the (D,H,W) mask to score
+                structure,                      # its class id or name, for the text embedding
+                estimator: QualityEstimator,    # the trained model with its embeddings, window and input size
+                margin: int = 20,               # crop margin per side
+                max_slices: int = 10,           # at most this many slices are scored
+               ) -> float:
     "Predicted Dice of the (D,H,W) `mask` of `structure` on `image` (raw intensities): mean over `score_slices`; NaN for an empty mask."
     zs = score_slices(mask := np.asarray(mask, bool), max_slices)
     if not len(zs): return float('nan')
