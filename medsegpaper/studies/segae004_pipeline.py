@@ -42,7 +42,12 @@ def seg_net(n_classes: int, base: int = 8, depth: int = 4, dropout: float = 0.1)
     return net
 
 @torch.no_grad()
-def segment_volume(net: nn.Module, image: np.ndarray, mc: bool = False, batch_size: int = 32, device='cpu') -> np.ndarray:
+def segment_volume(net: nn.Module,        # a 2D segmentation net on one channel, e.g. `seg_net`
+                   image: np.ndarray,     # the (D,H,W) image
+                   mc: bool = False,      # keep `Dropout2d` active: one MC-dropout sample
+                   batch_size: int = 32,  # slices per forward pass
+                   device='cpu',
+                  ) -> np.ndarray:
     "Label map (D,H,W) of a (D,H,W) image by `net` slice by slice; `mc` keeps dropout active (one MC sample)."
     dev = get_device(device)
     net = net.to(dev).eval()
@@ -59,8 +64,16 @@ def brain_cases(size: int = 64) -> dict[str, list[Volume]]:
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
 BRAIN_WINDOW = (0., 1.)
 
-def write_brain_pseudo_labels(folder, size: int = 64, ladder=(1, 2, 3, 4, 6, 8, 10, 12), base: int = 8, dropout: float = 0.1,
-                              lr: float = 3e-3, batch_size: int = 4, seed: int = 0, device='cpu') -> Path:
+def write_brain_pseudo_labels(folder,                           # where the layout and `seg_model` are written
+                              size: int = 64,                   # side of the brain's slices
+                              ladder=(1, 2, 3, 4, 6, 8, 10, 12),  # epochs whose checkpoints predict the masks
+                              base: int = 8,                    # width of the U-Net
+                              dropout: float = 0.1,             # `Dropout2d` before the U-Net's head
+                              lr: float = 3e-3,                 # constant learning rate of the U-Net
+                              batch_size: int = 4,
+                              seed: int = 0,
+                              device='cpu',
+                             ) -> Path:
     "Pseudo-labels of the brain's named structures from the U-Net checkpoints after the epochs in `ladder`, in the study's layout under `folder`."
     folder = Path(folder)
     made_with = dict(size=size, ladder=list(ladder), base=base, dropout=dropout, lr=lr, batch_size=batch_size, seed=seed)
@@ -85,7 +98,12 @@ def write_brain_pseudo_labels(folder, size: int = 64, ladder=(1, 2, 3, 4, 6, 8, 
     marker.write_text(json.dumps(made_with))
     return folder
 
-def checkpoint_net(folder, epoch: int, base: int = 8, dropout: float = 0.1, size: int | None = None) -> nn.Module:
+def checkpoint_net(folder,                 # a folder of `write_brain_pseudo_labels`
+                   epoch: int,             # 1-based epoch of the checkpoint
+                   base: int = 8,          # the U-Net's width it was trained with
+                   dropout: float = 0.1,   # its `Dropout2d` probability
+                   size: int | None = None,  # unused
+                  ) -> nn.Module:
     "The brain U-Net of `write_brain_pseudo_labels` after `epoch` (1-based), loaded from `<folder>/seg_model`."
     net = seg_net(len(BRAIN_STRUCTURES), base, dropout=dropout)
     net.load_state_dict(torch.load(Path(folder)/'seg_model'/f'epoch_{epoch - 1}.pth', map_location='cpu', weights_only=False)['model'])
@@ -151,7 +169,13 @@ def mean_pairwise_dice(samples: list[np.ndarray]) -> float:
     d = [x for x in d if np.isfinite(x)]
     return float(np.mean(d)) if d else float('nan')
 
-def mc_dropout_scores(net: nn.Module, image: np.ndarray, class_ids, passes: int = 10, seed: int = 0, device='cpu') -> dict:
+def mc_dropout_scores(net: nn.Module,      # the segmentation net that made the masks, with `Dropout2d`
+                      image: np.ndarray,   # the (D,H,W) image
+                      class_ids,           # the classes to score
+                      passes: int = 10,    # MC-dropout samples
+                      seed: int = 0,       # torch seed of the dropout masks
+                      device='cpu',
+                     ) -> dict:
     "MC-dropout quality score of each class in `class_ids` for `net`'s segmentation of the (D,H,W) `image`."
     torch.manual_seed(seed)
     samples = [segment_volume(net, image, mc=True, device=device) for _ in range(passes)]
@@ -178,7 +202,12 @@ def degradation_table(est: QualityEstimator, cases: list[dict], k: int = 3) -> p
     return pd.DataFrame(rows)
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
-def segae_batch(folder, est: QualityEstimator, structures=None, canonical: bool = True, progress: bool = True) -> pd.DataFrame:
+def segae_batch(folder,                   # TotalSegmentator-style folder of case folders
+                est: QualityEstimator,    # the trained SegAE
+                structures=None,          # structures to score; None: every mask of each case
+                canonical: bool = True,   # reorient the files to RAS
+                progress: bool = True,    # show a progress bar over the cases
+               ) -> pd.DataFrame:
     "SegAE's score of every structure mask of every case under the TotalSegmentator-style `folder`: one row per case."
     rows = []
     for case in tqdm(totalseg_case_folders(folder), desc='SegAE', unit='case', disable=not progress):
