@@ -309,7 +309,7 @@ class Experiment:
         checked, ref = self.check(values or {})
         identity = {n: v for n, v in checked.items() if self.defines_run(n)}
         for n in [n for n in identity if self.params[n].file]:
-            if v := checked[n]: identity[f'{n}_fingerprint'] = paths_fingerprint(identity.pop(n)) if isinstance(v, list) else file_fingerprint(identity.pop(n))
+            if v := checked[n]: identity[f'{n}_fingerprint'] = (paths_fingerprint if isinstance(v, list) else file_fingerprint)(identity.pop(n))
             else: identity[f'{n}_fingerprint'] = ''  # an empty one stays beside it, as the run ids in results tables were made
         fp = None
         if ref is not None:
