@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = re.compile(r'^#\|\s*(slow|gpu|eval:\s*false)\b', re.M)
-UNSTABLE = re.compile(r'/tmp/|/var/folders/| at 0x[0-9a-f]+|\b[0-9a-f]{40}\b|Warning|' + re.escape(str(ROOT)))
+UNSTABLE = re.compile(r"/tmp/|/var/folders/| at 0x[0-9a-f]+|\b[0-9a-f]{40}\b|Warning|'\d\d:\d\d'|" + re.escape(str(ROOT)))  # '00:01': fastai's epoch time
 
 
 def executed(nb):
