@@ -89,7 +89,7 @@ def summarise(rows: pd.DataFrame, by=('dataset', 'activation', 'fusion'), over=(
     metrics = [m for m in metrics if m in rows]
     per = rows.groupby([*by, *over], dropna=False)[metrics].mean().reset_index()
     out = per.groupby(list(by), dropna=False)[metrics].agg(['mean', 'std']) * 100
-    out['n'] = per.groupby(list(by), dropna=False).size()
+    out[('n', '')] = per.groupby(list(by), dropna=False).size()
     return out
 
 # %% ../../nbs/17b_studies.av002_metrics.ipynb
