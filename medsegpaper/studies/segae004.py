@@ -4,7 +4,7 @@
 
 # %% ../../nbs/18_studies.segae004.ipynb 2
 from __future__ import annotations
-import csv, difflib, hashlib, pickle
+import csv, difflib, hashlib, pickle, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np

@@ -31,8 +31,8 @@ from .segae004 import *
 __all__ = ['BRAIN_WINDOW', 'SEGAE_DATASETS', 'SEGAE_PARAMS', 'seg_net', 'segment_volume', 'brain_cases',
            'write_brain_pseudo_labels', 'checkpoint_net', 'layout_cases', 'window_volume', 'layout_items', 'dice_3d',
            'agreement', 'predict_items', 'mask_table', 'mean_pairwise_dice', 'mc_dropout_scores', 'degraded',
-           'degradation_table', 'segae_batch', 'write_csv_atomic', 'segae_cli', 'segae_data', 'crop_dice', 'run_segae',
-           'record_segae', 'scatter_figure', 'worst_masks', 'worst_overlays']
+           'degradation_table', 'segae_batch', 'write_csv_atomic', 'segae_cli', 'segae_data', 'trivial_scores',
+           'crop_dice', 'run_segae', 'record_segae', 'scatter_figure', 'worst_masks', 'worst_overlays']
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
 def seg_net(n_classes: int, base: int = 8, depth: int = 4, dropout: float = 0.1) -> nn.Module:
@@ -152,13 +152,13 @@ def predict_items(est: QualityEstimator, items: list[Item], batch_size: int = 25
     return np.concatenate(preds) if preds else np.zeros(0), ds.targets
 
 def mask_table(est: QualityEstimator, cases: list[dict]) -> pd.DataFrame:
-    "One row per (case, structure, checkpoint) mask: its true 3D Dice and SegAE's score."
+    "One row per (case, structure, checkpoint) mask: its voxel count, true 3D Dice and SegAE's score."
     rows = []
     for c in cases:
         for cid, by_ckpt in c['masks'].items():
             truth = c['label'] == cid
             for ckpt, m in by_ckpt.items():
-                rows.append(dict(case=c['name'], class_id=cid, structure=c['names'][cid], checkpoint=ckpt,
+                rows.append(dict(case=c['name'], class_id=cid, structure=c['names'][cid], checkpoint=ckpt, voxels=int(m.sum()),
                                  true_dice=dice_3d(m, truth), segae=segae_score(c['image'], m, cid, est)))
     return pd.DataFrame(rows)
 
@@ -277,6 +277,10 @@ def _mc_dropout_column(p, folder, cases, masks: pd.DataFrame) -> list:
             by.update({(c['name'], cid, ckpt): s for cid, s in sc.items()})
     return [by[(r.case, r.class_id, r.checkpoint)] for r in masks.itertuples()]
 
+def trivial_scores(voxels, train_dice) -> np.ndarray:
+    "The mask-free baseline for masks of `voxels` voxels: the mean of `train_dice` (non-empty training masks), NaN for an empty mask, as SegAE."
+    return np.where(np.asarray(voxels) > 0, np.mean(train_dice), np.nan)
+
 def crop_dice(it: Item, margin: int = 20) -> float:
     "The target of item `it` at a fixed margin: Dice of its crop."
     box = crop_margins(it.pred[it.z], margin)
@@ -300,8 +304,8 @@ def run_segae(p: dict, run_dir, progress: bool = False) -> dict:
     est.save(run_dir/'segae.pth')
     valid_r = [float(v[-1]) for v in learn.recorder.values]
     masks = mask_table(est, cases['test'])
-    train_masks = [dice_3d(m, c['label'] == cid) for c in cases['train'] for cid, bc in c['masks'].items() for m in bc.values()]
-    masks['trivial'] = float(np.nanmean(train_masks))
+    train_dice = [dice_3d(m, c['label'] == cid) for c in cases['train'] for cid, bc in c['masks'].items() for m in bc.values() if m.any()]
+    masks['trivial'] = trivial_scores(masks.voxels, train_dice)
     masks['mc_dropout'] = _mc_dropout_column(p, folder, cases['test'], masks)
     pi, ti = predict_items(est, items['test'])
     item_mean = float(np.nanmean([crop_dice(it) for it in items['train']]))
