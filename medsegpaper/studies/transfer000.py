@@ -25,9 +25,9 @@ __all__ = ['DATASETS', 'MODELS', 'ENCODERS', 'SCHEMES', 'DOWNSTREAM_KEY', 'DOWNS
            'read_table', 'read_downstream', 'read_robustness', 'read_estimators', 'robustness_rows', 'estimator_rows',
            'study_grid', 'write_published_sample', 'repeated_runs', 'missing_runs', 'drop_repeated_runs',
            'length_zero_copies', 'copied_length_zero', 'drop_copied_length_zero', 'dice_by_length', 'imagenet_vs_dice',
-           'choice_regrets', 'score_vs_dice', 'summarise', 'plot_dice_by_length', 'plot_correlation_heatmaps',
-           'published_folder', 'pretrain_notebook', 'default_ladder', 'published_model', 'pretraining_of',
-           'downstream_row']
+           'choice_regrets', 'score_vs_dice', 'summarise', 'score_table', 'plot_dice_by_length',
+           'plot_correlation_heatmaps', 'published_folder', 'checkout_files', 'pretrain_notebook', 'default_ladder',
+           'published_model', 'pretraining_of', 'downstream_row']
 
 # %% ../../nbs/15_studies.transfer000.ipynb
 DATASETS = {'ACDC': 'acdc', 'COVIDQUDataset': 'covid_qu', 'COVID-QU': 'covid_qu', 'IDRiD': 'idrid'}
@@ -196,6 +196,12 @@ def summarise(table: pd.DataFrame, by) -> pd.DataFrame:
                              mean_regret=('regret', 'mean'))
 
 # %% ../../nbs/15_studies.transfer000.ipynb
+def score_table(robust: pd.DataFrame, estimators: pd.DataFrame) -> pd.DataFrame:
+    "`score_vs_dice` tables of the robustness variants and of the estimators in one, named by a `score` column."
+    return pd.concat([robust.assign(score='robustness ' + robust.metric.astype(str)),
+                      estimators.assign(score=estimators.estimator.astype(str))], ignore_index=True)
+
+# %% ../../nbs/15_studies.transfer000.ipynb
 _LINES = {('simple', False): ('#1f77b4', 'solid'), ('advanced', False): ('#d62728', 'solid'),
           ('simple', True): ('#1f77b4', 'dot'), ('advanced', True): ('#d62728', 'dot')}
 
@@ -236,6 +242,13 @@ def published_folder(folder=None) -> Path:
     import medsegpaper
     root = os.environ.get('MEDSEGPAPER_REFERENCE') or Path(medsegpaper.__file__).resolve().parents[2]/'shared'/'reference'
     return Path(root)/'medsegpretrain'
+
+def checkout_files(*paths) -> list[Path]:
+    "`paths` read together: relative ones under the working folder if the first is there, else under this checkout's root (`nbs/` -> `results/`)."
+    import medsegpaper
+    first = Path(paths[0])
+    base = Path() if first.exists() or first.is_absolute() else Path(medsegpaper.__file__).resolve().parents[1]
+    return [base/p for p in paths]
 
 # %% ../../nbs/15_studies.transfer000.ipynb
 def pretrain_notebook() -> Path:
