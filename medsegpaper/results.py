@@ -55,11 +55,12 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() + ('+dirty' if status.stdout.strip() else '')
 
 def provenance(device='auto') -> dict:
-    "Package version, git commit, torch version and (resolved) device of this process."
+    "Package version, git commit, torch version, torch's CPU thread count and (resolved) device of this process."
     import torch, medsegpaper
     from medsegpaper.core import get_device
     device = str(get_device('auto')) if str(device) == 'auto' else str(device)
-    return dict(package_version=medsegpaper.__version__, git_commit=git_commit(), torch_version=torch.__version__, device=device)
+    return dict(package_version=medsegpaper.__version__, git_commit=git_commit(), torch_version=torch.__version__,
+                torch_threads=torch.get_num_threads(), device=device)
 
 # %% ../nbs/01_results.ipynb
 def _now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds')
