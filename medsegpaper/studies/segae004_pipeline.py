@@ -310,7 +310,8 @@ def run_segae(p: dict, run_dir, progress: bool = False) -> dict:
     pi, ti = predict_items(est, items['test'])
     item_mean = float(np.nanmean([crop_dice(it) for it in items['train']]))
     deg = degradation_table(est, cases['test'], p['degrade_steps'])
-    rows = [dict(method=m, evaluation='masks_3d', **agreement(masks[m], masks.true_dice)) for m in ('segae', 'mc_dropout', 'trivial')]
+    scored = masks[masks.voxels > 0]
+    rows = [dict(method=m, evaluation='masks_3d', **agreement(scored[m], scored.true_dice)) for m in ('segae', 'mc_dropout', 'trivial')]
     rows += [dict(method='segae', evaluation='items_2d', **agreement(pi, ti)),
              dict(method='trivial', evaluation='items_2d', **agreement(np.full(len(ti), item_mean), ti))]
     rows += [dict(method='segae', evaluation=d, **agreement(g.segae, g.true_dice)) for d, g in deg.groupby('direction', sort=False)]
