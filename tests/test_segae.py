@@ -114,7 +114,7 @@ def test_notebook_writes_its_rows(tmp_path, monkeypatch):
     import papermill as pm
     monkeypatch.chdir(REPO)
     res, masks = tmp_path/'segae_scores.csv', tmp_path/'segae_masks.csv'
-    params = dict(size=32, ladder=[1, 2], seg_base=4, width=0.0625, img_size=32, epochs=1, mc_passes=2, degrade_steps=1,
+    params = dict(size=32, n_slabs=10, ladder=[1, 2], seg_base=4, width=0.0625, img_size=32, epochs=1, mc_passes=2, degrade_steps=1,
                   min_overlap=5, batch_size=64, work_dir=str(tmp_path/'work'), results=str(res), masks_results=str(masks))
     pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
     df = pd.read_csv(res)
@@ -123,9 +123,9 @@ def test_notebook_writes_its_rows(tmp_path, monkeypatch):
                                                   ('segae', 'items_2d'), ('trivial', 'items_2d'), ('segae', 'erosion'), ('segae', 'dilation')}
     assert (df.text_encoder == 'hashing-3gram-512').all() and (df.width == 0.0625).all()
     seg = df[(df.method == 'segae') & (df.evaluation == 'masks_3d')].iloc[0]
-    assert 1 <= seg.n <= 8 and np.isfinite(seg.mae)                     # of 4 structures x 2 checkpoints, the non-empty masks
+    assert 1 <= seg.n <= 16 and np.isfinite(seg.mae)                    # of 2 test slabs x 4 structures x 2 checkpoints, the non-empty masks
     m = pd.read_csv(masks)
-    assert len(m) == 8 and m.true_dice.between(0, 1).all() and m.mc_dropout.notna().any()
+    assert len(m) == 16 and m.case.nunique() == 2 and m.true_dice.between(0, 1).all() and m.mc_dropout.notna().any()
 
 
 def test_run_on_the_study_layout_sample(tmp_path):

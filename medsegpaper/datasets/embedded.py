@@ -68,11 +68,12 @@ def _brain_2d(split, root=None, size=None, tissue_threshold=0.5, min_tissue=0.05
                         list(BRAIN_CLASSES), [f'mni152_z{zs[i]:03d}' for i in idx])
 
 # %% ../../nbs/03a_datasets.embedded.ipynb
-def _brain_3d(split, root=None, size=None, tissue_threshold=0.5, min_tissue=0.05, channels=1, slabs=True):
+def _brain_3d(split, root=None, size=None, tissue_threshold=0.5, min_tissue=0.05, channels=1, slabs=True, n_slabs=5):
+    if n_slabs < len(SPLIT_PATTERN): raise ValueError(f"n_slabs must be >= {len(SPLIT_PATTERN)} (one slab per split), got {n_slabs}")
     t1, lbl, zs = brain_slices(size, tissue_threshold, min_tissue if slabs else 0.)
     sz, sy, sx = brain_arrays()[3]
     if size is not None: sy = sx = sy * max(brain_arrays()[0].shape[1:]) / size
-    blocks = block_split(len(zs), -(-len(zs) // len(SPLIT_PATTERN)))[split] if slabs else [np.arange(len(zs))]
+    blocks = block_split(len(zs), -(-len(zs) // n_slabs))[split] if slabs else [np.arange(len(zs))]
     return [Volume(np.repeat(t1[b][None], channels, 0), lbl[b].copy(), (sz, sy, sx), f'mni152_z{zs[b[0]]:03d}-{zs[b[-1]]:03d}')
             for b in blocks]
 

@@ -56,9 +56,9 @@ def segment_volume(net: nn.Module,        # a 2D segmentation net on one channel
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[:, None]
     return np.concatenate([net(x[i:i + batch_size].to(dev)).argmax(1).cpu().numpy() for i in range(0, len(x), batch_size)])
 
-def brain_cases(size: int = 64) -> dict[str, list[Volume]]:
-    "The embedded brain's slabs per split (3 train, 1 valid, 1 test) with the named-structure labels."
-    return {s: [Volume(v.image, brain_named_labels(v.label, size), v.spacing, v.name) for v in load_3d('brain', s, size=size)]
+def brain_cases(size: int = 64, n_slabs: int = 5) -> dict[str, list[Volume]]:
+    "The embedded brain's `n_slabs` slabs per split (3 train, 1 valid, 1 test of every 5) with the named-structure labels."
+    return {s: [Volume(v.image, brain_named_labels(v.label, size), v.spacing, v.name) for v in load_3d('brain', s, size=size, n_slabs=n_slabs)]
             for s in ('train', 'valid', 'test')}
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
@@ -72,14 +72,15 @@ def write_brain_pseudo_labels(folder,                           # where the layo
                               lr: float = 3e-3,                 # constant learning rate of the U-Net
                               batch_size: int = 4,
                               seed: int = 0,
+                              n_slabs: int = 5,                 # slabs of the brain (`brain_cases`)
                               device='cpu',
                              ) -> Path:
     "Pseudo-labels of the brain's named structures from the U-Net checkpoints after the epochs in `ladder`, in the study's layout under `folder`."
     folder = Path(folder)
-    made_with = dict(size=size, ladder=list(ladder), base=base, dropout=dropout, lr=lr, batch_size=batch_size, seed=seed)
+    made_with = dict(size=size, ladder=list(ladder), base=base, dropout=dropout, lr=lr, batch_size=batch_size, seed=seed, n_slabs=n_slabs)
     marker = folder/'pseudo_labels.json'
     if marker.exists() and json.loads(marker.read_text()) == made_with: return folder
-    cases = brain_cases(size)
+    cases = brain_cases(size, n_slabs)
     seed_everything(seed)
     ds = {s: volume_slices(cases[s], BRAIN_STRUCTURES) for s in ('train', 'valid')}
     dls = seg_dataloaders(ds['train'], ds['valid'], img_size=size, flip=False, batch_size=batch_size, seed=seed, device=device)
@@ -135,7 +136,7 @@ def agreement(pred, true) -> dict:
     p, t = np.asarray(pred, float), np.asarray(true, float)
     ok = np.isfinite(p) & np.isfinite(t)
     p, t = p[ok], t[ok]
-    varied = len(p) > 2 and p.std() > 0 and t.std() > 0
+    varied = len(p) > 2 and np.ptp(p) > 0 and np.ptp(t) > 0
     return dict(pearson_r=float(stats.pearsonr(p, t)[0]) if varied else float('nan'),
                 spearman_r=float(stats.spearmanr(p, t)[0]) if varied else float('nan'),
                 mae=float(np.abs(p - t).mean()) if len(p) else float('nan'), n=int(len(p)))
@@ -244,7 +245,7 @@ def segae_cli(argv=None):
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
 SEGAE_DATASETS = ('brain', 'segae')
-SEGAE_PARAMS = dict(dataset=Param(choices=SEGAE_DATASETS), size=Param(ge=16), ladder=Param(type=list), seg_base=Param(ge=1),
+SEGAE_PARAMS = dict(dataset=Param(choices=SEGAE_DATASETS), size=Param(ge=16), n_slabs=Param(ge=5), ladder=Param(type=list), seg_base=Param(ge=1),
                     seg_dropout=Param(ge=0, lt=1), width=Param(gt=0, le=1), img_size=Param(ge=32), weights=Param(file=True),
                     text_table=Param(file=True), names_csv=Param(file=True), epochs=Param(ge=1), batch_size=Param(ge=2),
                     lr=Param(gt=0), weight_decay=Param(ge=0), min_overlap=Param(ge=1), mc_passes=Param(ge=2),
@@ -252,7 +253,7 @@ SEGAE_PARAMS = dict(dataset=Param(choices=SEGAE_DATASETS), size=Param(ge=16), la
 
 def segae_data(params: dict) -> DataRef:
     "The data a SegAE run reads: the embedded brain at `size` or the study's layout (`segae`) under `data_dir`."
-    if params['dataset'] == 'brain': return DataRef('brain', None, {'size': params['size']}, '3d')
+    if params['dataset'] == 'brain': return DataRef('brain', None, {'size': params['size'], 'n_slabs': params['n_slabs']}, '3d')
     return DataRef('segae', params.get('data_dir') or None, {}, '3d')
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
@@ -262,7 +263,7 @@ def _pseudo_label_folder(p: dict) -> tuple[Path, tuple]:
         from medsegpaper.datasets.core import dataset_dir
         return dataset_dir('segae', p.get('data_dir') or None), CT_WINDOW
     from medsegpaper.results import run_id
-    opts = dict(size=p['size'], ladder=tuple(p['ladder']), base=p['seg_base'], dropout=p['seg_dropout'], seed=p['seed'])
+    opts = dict(size=p['size'], ladder=tuple(p['ladder']), base=p['seg_base'], dropout=p['seg_dropout'], seed=p['seed'], n_slabs=p['n_slabs'])
     folder = Path(p['work_dir'])/'brain_pseudo_labels'/run_id(opts)
     return write_brain_pseudo_labels(folder, **opts, device=p['device']), BRAIN_WINDOW
 
