@@ -4,7 +4,7 @@
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb 2
 from __future__ import annotations
-import argparse, json, os, sys, tempfile
+import argparse, json, os, shutil, sys, tempfile
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -79,7 +79,9 @@ def write_brain_pseudo_labels(folder,                           # where the layo
     folder = Path(folder)
     made_with = dict(size=size, ladder=list(ladder), base=base, dropout=dropout, lr=lr, batch_size=batch_size, seed=seed, n_slabs=n_slabs)
     marker = folder/'pseudo_labels.json'
-    if marker.exists() and json.loads(marker.read_text()) == made_with: return folder
+    if marker.exists():
+        if json.loads(marker.read_text()) == made_with: return folder
+        for sub in ('train', 'val', 'test', 'seg_model'): shutil.rmtree(folder/sub, ignore_errors=True)
     cases = brain_cases(size, n_slabs)
     seed_everything(seed)
     ds = {s: volume_slices(cases[s], BRAIN_STRUCTURES) for s in ('train', 'valid')}
