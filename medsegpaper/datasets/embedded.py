@@ -74,8 +74,8 @@ def _brain_3d(split, root=None, size=None, tissue_threshold=0.5, min_tissue=0.05
     sz, sy, sx = brain_arrays()[3]
     if size is not None: sy = sx = sy * max(brain_arrays()[0].shape[1:]) / size
     thick = -(-len(zs) // n_slabs)
-    if slabs and -(-len(zs) // thick) != n_slabs:
-        raise ValueError(f"{len(zs)} slices cannot make {n_slabs} slabs of one thickness: slabs of {thick} make {-(-len(zs) // thick)}")
+    if slabs and (made := -(-len(zs) // thick)) != n_slabs:
+        raise ValueError(f"{len(zs)} slices cannot make {n_slabs} slabs of one thickness: slabs of {thick} make {made}")
     blocks = block_split(len(zs), thick)[split] if slabs else [np.arange(len(zs))]
     return [Volume(np.repeat(t1[b][None], channels, 0), lbl[b].copy(), (sz, sy, sx), f'mni152_z{zs[b[0]]:03d}-{zs[b[-1]]:03d}')
             for b in blocks]
