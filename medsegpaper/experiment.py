@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_experiment.ipynb 2
 from __future__ import annotations
-import ast, difflib, dis, hashlib, inspect, io, json, linecache, math, os, sys, textwrap, tokenize, types
+import ast, difflib, dis, hashlib, inspect, io, json, linecache, math, os, sys, tempfile, textwrap, tokenize, types
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
@@ -368,6 +368,7 @@ def _namespace_parameters(ns: dict, code: types.CodeType) -> dict[str, Param]:
 def experiment(ns: dict, /, reads=None, **declared: Param) -> Run:
     "Check the notebook's parameters in `ns` (its `globals()`) against its parameters cell and `declared`, write them back checked, return the `Run`."
     if (src := _DECLARING.get()) is not None: raise _Declared(declare(parse_parameters(src), reads, **declared))
+    if os.environ.get('IN_TEST') and ns is sys._getframe(1).f_globals: os.chdir(tempfile.mkdtemp(prefix='medsegpaper-test-'))
     history = ns.get('In') if isinstance(ns.get('In'), list) else []
     if found := _history_cells(history, declared): params, injected = parse_parameters(found[0]), found[1]
     else: params, injected = _namespace_parameters(ns, sys._getframe(1).f_code), []

@@ -5,6 +5,7 @@
 # %% ../nbs/02_io.ipynb 2
 from __future__ import annotations
 import os, json, logging, warnings, functools, hashlib, shutil, time
+import platformdirs
 from pathlib import Path
 import numpy as np
 import nibabel as nib
@@ -12,7 +13,6 @@ import h5py, scipy.io
 from PIL import Image
 import tifffile
 
-from .core import data_root
 
 # %% auto 0
 __all__ = ['DataError', 'DataWarning', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite', 'check_labels',
@@ -198,9 +198,10 @@ def read_npy(path, mmap_mode: str | None = None) -> np.ndarray:
     except Exception as e: raise DataError(path, f'unreadable .npy file ({type(e).__name__}: {e})') from e
 
 # %% ../nbs/02_io.ipynb
-def cache_dir(root=None) -> Path:
-    "Folder of the disk cache: env `MEDSEGPAPER_CACHE`, else `<data root>/.cache`."
-    return Path(os.environ['MEDSEGPAPER_CACHE']) if os.environ.get('MEDSEGPAPER_CACHE') else data_root(root)/'.cache'
+def cache_dir() -> Path:
+    "Folder of the disk cache: env `MEDSEGPAPER_CACHE`, else this user's cache folder of the platform (Linux: `~/.cache/medsegpaper`)."
+    if os.environ.get('MEDSEGPAPER_CACHE'): return Path(os.environ['MEDSEGPAPER_CACHE'])
+    return Path(platformdirs.user_cache_dir('medsegpaper', appauthor=False))
 
 @functools.lru_cache(maxsize=None)
 def _code_version() -> str:

@@ -175,7 +175,7 @@ class Ladder(Callback):
     def before_epoch(self): self.skipped, self.loss_sum, self.seen = False, 0., 0
     def after_cancel_epoch(self): self.skipped = True
     def after_batch(self):
-        if self.training: self.loss_sum, self.seen = self.loss_sum + float(self.loss) * len(self.yb[0]), self.seen + len(self.yb[0])
+        if self.training: self.loss_sum, self.seen = self.loss_sum + float(self.loss.detach()) * len(self.yb[0]), self.seen + len(self.yb[0])
     def after_epoch(self):
         if self.skipped: return
         n = self.epoch + 1

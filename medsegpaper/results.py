@@ -55,12 +55,12 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() + ('+dirty' if status.stdout.strip() else '')
 
 def provenance(device='auto') -> dict:
-    "Package version, git commit, torch version, torch's CPU thread count and (resolved) device of this process."
+    "Package version, git commit, torch version, torch's CPU thread count, OpenMP wait policy (`thread_policy`) and (resolved) device of this process."
     import torch, medsegpaper
     from medsegpaper.core import get_device
     device = str(get_device('auto')) if str(device) == 'auto' else str(device)
     return dict(package_version=medsegpaper.__version__, git_commit=git_commit(), torch_version=torch.__version__,
-                torch_threads=torch.get_num_threads(), device=device)
+                torch_threads=torch.get_num_threads(), thread_policy=medsegpaper.thread_policy(), device=device)
 
 # %% ../nbs/01_results.ipynb
 def _now() -> str: return dt.datetime.now(dt.timezone.utc).isoformat(timespec='milliseconds')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_sweep.ipynb 2
 from __future__ import annotations
-import argparse, contextlib, itertools, json, os, random, sys, uuid
+import contextlib, itertools, json, os, random, sys, uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
@@ -12,6 +12,7 @@ import yaml
 from tqdm import tqdm
 from .results import ResultsTable, canonical_json, run_id
 from .experiment import ParameterError, notebook_experiment
+from .cli import sweep_parser
 from .sweep_cluster import FINISHED, execute_run, sweep_client
 
 # %% auto 0
@@ -272,25 +273,9 @@ def run_sweep(protocol,                       # a `Protocol` or the path of its 
     return list(rows.values())
 
 # %% ../nbs/13_sweep.ipynb
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='medsegpaper-sweep', description='Run the grid of an experiment protocol on Dask, resuming where it stopped.')
-    sub = parser.add_subparsers(dest='command', required=True)
-    run = sub.add_parser('run', help='run every run of the protocol not yet in its results table')
-    run.add_argument('protocol', help='protocol YAML')
-    where = run.add_mutually_exclusive_group()
-    where.add_argument('--workers', type=int, help='local worker processes (default: the protocol\'s cluster.workers, else one per GPU, else per CPU)')
-    where.add_argument('--scheduler', metavar='ADDRESS', help='address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786')
-    where.add_argument('--cluster', choices=['local', 'slurm'], help="'slurm': submit SLURM jobs (dask-jobqueue), set in the protocol's cluster.slurm")
-    run.add_argument('--dry-run', action='store_true', help='print the runs and what would run; run nothing')
-    run.add_argument('--retries', type=int, default=2, help='new attempts for a run whose kernel did not start or whose worker was lost (default 2)')
-    run.add_argument('--force', action='store_true', help='run again the runs already in the results table')
-    st = sub.add_parser('status', help='print every run of the protocol with its state')
-    st.add_argument('protocol', help='protocol YAML')
-    return parser
-
 def sweep_cli(argv=None) -> int:
     "`medsegpaper-sweep run PROTOCOL [--workers N | --scheduler ADDRESS | --cluster slurm] [--dry-run] [--retries N] [--force]` | `status PROTOCOL`."
-    args = _parser().parse_args(argv)
+    args = sweep_parser().parse_args(argv)
     try:
         p = load_protocol(args.protocol)
         if args.command == 'status': rows = list(sweep_states(p, plan_runs(p)).values())

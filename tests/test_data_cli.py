@@ -9,11 +9,11 @@ from medsegpaper.datasets import DATASETS, check_dataset, write_acdc_sample
 
 
 def _script() -> list[str]:
-    "The console script beside this interpreter, else the entry point it would run (both exit with data_cli's status)."
+    "The console script beside this interpreter, else the entry point it would run (both exit with data_main's status)."
     (ep,) = [e for e in entry_points(group='console_scripts') if e.name == 'medsegpaper-data']
-    assert ep.value == 'medsegpaper.datasets.cli:data_cli'
+    assert ep.value == 'medsegpaper.cli:data_main'
     exe = Path(sys.executable).parent/'medsegpaper-data'
-    return [str(exe)] if exe.is_file() else [sys.executable, '-c', 'import sys; from medsegpaper.datasets import data_cli; sys.exit(data_cli())']
+    return [str(exe)] if exe.is_file() else [sys.executable, '-c', 'import sys; from medsegpaper.cli import data_main; sys.exit(data_main())']
 
 
 @pytest.fixture

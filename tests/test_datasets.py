@@ -255,3 +255,26 @@ def test_cli_reports_bad_files_with_status_1(tmp_path, capsys):
     assert D.data_cli(['check', 'acdc', '--root', str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: ') and 'patient001_frame01_gt.nii.gz: unreadable NIfTI' in err
+
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob('*'))}
+
+
+@pytest.mark.parametrize('cache', [True, False])
+def test_a_read_only_data_folder_is_read_and_left_as_it_was(tmp_path, monkeypatch, cache):
+    "The cache lives in its own folder: reading a dataset (here ACDC, whose volumes are cached) writes nothing into the data."
+    root, cache_folder = tmp_path/'data', tmp_path/'cache'
+    monkeypatch.setenv('MEDSEGPAPER_CACHE', str(cache_folder))
+    D.write_acdc_sample(root)
+    before = _tree(root)
+    for p in [root, *root.rglob('*')]: p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        vols = load_3d('acdc', 'train', root, cache=cache)
+        again = load_3d('acdc', 'train', root, cache=cache)
+    finally:
+        for p in [root, *root.rglob('*')]: p.chmod(p.stat().st_mode | 0o200)
+    assert_valid_3d(vols)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(vols, again))
+    assert _tree(root) == before
+    assert cache_folder.is_dir() == cache and (not cache or any(cache_folder.iterdir()))

@@ -173,3 +173,17 @@ def test_spleen_run_on_msd_sample(tmp_path):
     np.testing.assert_allclose(rows.fg_ratio, [v.label.mean() for v in tests])
     assert all(v.spacing == (2., 1.5, 1.5) and 0 <= v.image.min() and v.image.max() <= 1 for v in tests)
     assert len(pd.read_csv(pat)) == 2 * 4 and (rows.run_id == out['run_id']).all()
+
+
+@pytest.mark.parametrize('params', [dict(results='{tmp}/mine.csv'), dict(figures='{tmp}/figures')])
+def test_analysis_stops_on_results_it_was_given_but_cannot_find(tmp_path, params):
+    "A results file passed but absent, or a figure asked for without results: an error naming the files and the parameters, no demonstration run."
+    import papermill as pm
+    params = {k: v.format(tmp=tmp_path) for k, v in params.items()}
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(REPO/'nbs'/'context_vs_fbr_analysis.ipynb'), str(tmp_path/'out.ipynb'), parameters=params,
+                            cwd=str(tmp_path), progress_bar=False)
+    message = str(e.value)
+    assert 'not found (parameters `results`, `patches_results`)' in message and 'fbr_cpu.yaml' in message, message
+    assert ('mine.csv' in message) if 'results' in params else ('never from a demonstration run' in message)
+    assert not (tmp_path/'figures').exists()

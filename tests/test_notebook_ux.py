@@ -1,7 +1,6 @@
 "Notebooks as readers see them: the executed main job shows no warning or error output, and a static image of each plotly figure."
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medsegpaper.plots import browser_path
+from .conftest import chromium_paths, require_chromium
 from .test_train import NB, TINY, run_train
 
 PLOTLY = 'application/vnd.plotly.v1+json'
@@ -39,8 +38,8 @@ def test_stray_outputs_finds_warnings_and_errors():
 
 
 @pytest.fixture(scope='module')
-def main_job(tmp_path_factory):
-    "nbs/train.ipynb executed by papermill with tiny parameters, as a reader would open it."
+def main_job(tmp_path_factory, chromium_ready):
+    "nbs/train.ipynb executed by papermill with tiny parameters, as a reader would open it (after Chromium is installed where it can be)."
     folder = tmp_path_factory.mktemp('main_job')
     run_train(folder, **TINY, device='cpu')
     return nbformat.read(folder/'out.ipynb', as_version=4)
@@ -50,8 +49,7 @@ def test_main_job_shows_no_warning_or_error(main_job):
     assert NB.exists() and not stray_outputs(main_job), stray_outputs(main_job)
 
 
-def test_each_plotly_figure_leaves_a_static_image(main_job):
-    assert browser_path(), 'no Chromium for the static images: apt-get install chromium (or set BROWSER_PATH)'
+def test_each_plotly_figure_leaves_a_static_image(needs_chromium, main_job):
     figures = [out.data for cell in main_job.cells for out in cell.get('outputs', []) if PLOTLY in out.get('data', {})]
     assert len(figures) == 3 and all(f['image/png'] for f in figures), [list(f) for f in figures]
 
@@ -95,12 +93,12 @@ def jupyterlab(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def chromium():
+def chromium(chromium_ready):
     "Debian's Chromium, headless, driven by its chromedriver (no download: selenium is given both paths)."
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    binary, driver = browser_path(), shutil.which('chromedriver')
-    assert binary and driver, 'the browser check needs Chromium and chromedriver: apt-get install chromium chromium-driver'
+    require_chromium(chromium_ready)
+    binary, driver = chromium_paths()
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
     for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--window-size=1400,1000'):
@@ -111,7 +109,7 @@ def chromium():
 
 
 @pytest.mark.slow
-def test_jupyterlab_in_chromium_draws_the_figures_and_shows_no_error(main_job, jupyterlab, chromium):
+def test_jupyterlab_in_chromium_draws_the_figures_and_shows_no_error(needs_chromium, main_job, jupyterlab, chromium):
     "The executed main job opened in JupyterLab: each figure shows its PNG, turns into a plotly.js graph on hover, and no output is an error."
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -12,7 +12,7 @@ from medsegpaper.studies.fbr003_analysis import CONFIG_KEYS, read_published_fbr,
 from medsegpaper.io import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-PROVENANCE = {'package_version', 'git_commit', 'torch_version', 'torch_threads', 'device', 'start', 'end', 'wall_s'}
+PROVENANCE = {'package_version', 'git_commit', 'torch_version', 'torch_threads', 'thread_policy', 'device', 'start', 'end', 'wall_s'}
 RUN_CONTEXT = {'data_fingerprint', 'data_files', 'data_dir', 'results', 'patches_results'}  # what our rows add: data and where the run wrote
 ROWS = {'synthetic': 100, 'spleen': 10}
 PATCHES = {'synthetic': 50 * 70 * 4, 'spleen': 500 * 26 * 4}  # epochs x training volumes x 4 patches

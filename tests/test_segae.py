@@ -100,7 +100,7 @@ def test_batch_command_on_totalsegmentator_sample(tmp_path, capsys):
     write_nifti(ts/'s0001'/'segmentations'/'spleen.nii.gz', np.zeros((40, 40, 5), np.uint8), spacing=(1.5, 1.5, 1.5))
     model = tiny_estimator().save(tmp_path/'segae.pth')
     out = tmp_path/'scores.csv'
-    segae_cli([str(ts), '--model', str(model), '--out', str(out)])
+    assert segae_cli([str(ts), '--model', str(model), '--out', str(out)]) == 0
     assert '3 cases, 3 structures' in capsys.readouterr().out
     df = pd.read_csv(out)
     assert list(df.columns) == ['case', 'kidney_left', 'liver', 'spleen'] and df.case.tolist() == ['s0000', 's0001', 's0002']

@@ -55,7 +55,6 @@ def test_train_notebook(notebook_runs, name, monkeypatch):
     assert len(rows) == 1 and rows.loc[0, 'dataset'] == name
     row = rows.iloc[0]
     assert {k: row[k] for k in TINY} == TINY
-    monkeypatch.delenv('MEDSEGPAPER_CACHE', raising=False)  # any cache stays inside the tmp data root
     test = load_2d(name, 'test', root)
     for cls in test.classes[1:]:  # every foreground class is in some test image, so no class mean is a mean of NaNs
         assert row[f'n_empty_{cls}'] < len(test) and 0 <= row[f'dice_{cls}'] <= 1, row.filter(like=cls).to_dict()

@@ -159,6 +159,22 @@ def test_analysis_notebook_without_any_results(tmp_path):
     assert 'github.com/aielte-research/MedSegPretrainImageNet' in text and 'Nothing to analyse' in text
 
 
+@pytest.mark.parametrize('params', [dict(published='{tmp}/nowhere'), dict(published='none', figures='{tmp}/figures')])
+def test_analysis_notebook_stops_when_the_published_files_it_was_asked_for_are_missing(tmp_path, params):
+    "A `published` folder without the files, or a figure of the published runs without them: an error naming the folder, the parameter, the variable and the source."
+    import papermill as pm
+    from pathlib import Path
+    nb = Path(__file__).resolve().parents[1]/'nbs'/'transfer000_analysis.ipynb'
+    params = {k: v.format(tmp=tmp_path) for k, v in params.items()}
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(nb), str(tmp_path/'out.ipynb'), parameters=params, cwd=str(tmp_path), progress_bar=False)
+    message = str(e.value)
+    for part in ('downstream_scores.csv', '-p published', 'MEDSEGPAPER_REFERENCE', 'github.com/aielte-research/MedSegPretrainImageNet'):
+        assert part in message, message
+    assert (str(tmp_path/'nowhere') if params['published'] != 'none' else "published='none'") in message
+    assert not (tmp_path/'figures').exists()
+
+
 def test_analysis_notebook_on_our_committed_results(tmp_path):
     "Run from another folder (as nbdev_test runs it from nbs/), the analysis finds this checkout's results/ and puts every score in one table."
     import papermill as pm

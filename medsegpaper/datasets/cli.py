@@ -4,10 +4,11 @@
 
 # %% ../../nbs/03j_datasets.cli.ipynb 2
 from __future__ import annotations
-import sys, ast, json, hashlib, inspect, argparse
+import sys, ast, json, hashlib, inspect
 from pathlib import Path
 
 from ..core import check_choice
+from ..cli import data_parser
 from ..io import *
 import numpy as np
 
@@ -78,22 +79,9 @@ def _print_check(name, root, as_json: bool, opts: dict) -> int:
         print(f'{name}: {report.summary()}')
     return int(bool(report.errors))
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='medsegpaper-data', description='Check a downloaded dataset or write a tiny sample of one.')
-    sub = parser.add_subparsers(dest='command', required=True)
-    chk = sub.add_parser('check', help='read every file of a dataset and report every problem')
-    chk.add_argument('name', help=f'one of: {", ".join(DATASETS)}')
-    chk.add_argument('--root', help='data root (default: $MEDSEGPAPER_DATA or ./data)')
-    chk.add_argument('--json', action='store_true', help='print the report as JSON')
-    chk.add_argument('--opt', action='append', metavar='KEY=VALUE', help="a reader option, e.g. --opt \"lesions=('MA','HE')\" (repeatable)")
-    smp = sub.add_parser('sample', help='write a tiny dataset in the real layout')
-    smp.add_argument('name'); smp.add_argument('dir')
-    sub.add_parser('list', help='print every dataset with its layout and source')
-    return parser
-
 def data_cli(argv=None) -> int:
     "`medsegpaper-data check <name> [--root PATH] [--json] [--opt K=V ...]` | `sample <name> <dir>` | `list`; returns the exit status."
-    args = _parser().parse_args(argv)
+    args = data_parser().parse_args(argv)
     try:
         if args.command == 'list': print(layouts_markdown())
         elif args.command == 'check': return _print_check(args.name, args.root, args.json, parse_opts(args.opt))

@@ -277,11 +277,12 @@ def dataset_dir(name: str, root=None, folders=None) -> Path:
     for f in folders:
         if (root/f).is_dir(): return root/f
     raise FileNotFoundError(f"dataset {name!r} not found at {root/folders[0]}\nexpected layout:\n{spec.layout}\n"
-                            f"download it from {spec.url} into {root}/ (or point MEDSEGPAPER_DATA / root= at its parent)")
+                            f"download it from {spec.url} into {root}/ (or point at its parent: the environment variable MEDSEGPAPER_DATA, an experiment notebook's "
+                            "`data_root` parameter (`data_dir` in av_segmentation, context_vs_fbr, segae) or `medsegpaper-data --root`)")
 
-def reader_cache(root, cache: bool):
-    "The folder readers hand to `cached`: the cache of data root `root`, or `None` when `cache` is off."
-    return cache_dir(root) if cache else None
+def reader_cache(cache: bool):
+    "The folder readers hand to `cached`: `cache_dir()`, or `None` when `cache` is off."
+    return cache_dir() if cache else None
 
 # %% ../../nbs/03_datasets.core.ipynb
 def split_items(split: str, train: list, test: list, valid='test', seed: int = 0) -> list:
@@ -329,7 +330,7 @@ def load_volumes(pairs, n_classes, root=None, cache=True, **opts) -> list[Volume
     def read(pair):
         name, ip, lp = pair
         params = dict(img_path=str(ip), lbl_path=str(lp), n_classes=n_classes, **opts)
-        img, lbl, sp = cached(read_volume, [ip, lp], params, reader_cache(root, cache))
+        img, lbl, sp = cached(read_volume, [ip, lp], params, reader_cache(cache))
         return Volume(img, lbl, tuple(sp), name, str(ip))
     return [v for v in each_item(pairs, read, files=lambda pair: pair[1:]) if v is not None]
 

@@ -122,7 +122,7 @@ def _idrid_2d(split, root, lesions=('MA',), tile=False, valid='test', seed=0, si
         name, ip, masks = f
         return cached(read_idrid_sample, [ip, *[m for m in masks.values() if m]],
                       dict(img_path=str(ip), masks={k: v and str(v) for k, v in masks.items()}, label_resize=label_resize, **geometry),
-                      reader_cache(root, cache))
+                      reader_cache(cache))
     imgs, lbls, names = [], [], []
     for (name, *_), got in zip(files, each_item(files, read, files=lambda f: [f[1], *[m for m in f[2].values() if m]])):
         if got is None: continue

@@ -139,7 +139,7 @@ def _mat_split(split, folder, split_by, n_valid, seed, root, cache, **opts):
     copies = refuse_copies(files)
     if (r := active_report()) is not None: r.read(*copies)  # for check_consistency to report
     files = [f for f in files if f not in copies]
-    read = lambda f: cached(oct_frames, [f], dict(path=str(f), **opts), reader_cache(root, cache))
+    read = lambda f: cached(oct_frames, [f], dict(path=str(f), **opts), reader_cache(cache))
     data = [(s, f, d) for s, (f, d) in enumerate(zip(files, each_item(files, read, files=lambda f: [f]))) if d is not None]
     frames = [(d[0][i], d[1][i], f'{f.stem}_frame{d[2][i]:02d}', s) for s, f, d in data for i in range(len(d[2]))]
     keys = [f'img_{k}' for k in range(len(frames))]

@@ -128,7 +128,7 @@ def _av_reader(name: str):
     "The `load_2d` reader of AV dataset `name`."
     layout = AV_LAYOUTS[name]
     def load(split, root, valid=0.1, seed=42, size=None, scale=None, cache=True):
-        d, folder = dataset_dir(name, root), reader_cache(root, cache)
+        d, folder = dataset_dir(name, root), reader_cache(cache)
         train = av_files(d/'training', layout) if split != 'test' else []
         test = av_files(d/'test', layout) if split == 'test' or (split == 'valid' and valid == 'test') else []
         files = split_items(split, train, test, valid, seed)

@@ -120,7 +120,7 @@ def _totalseg_load(split, root, structures=None, max_cases=None, seed=0, canonic
     structures = list(structures or totalseg_structures(cases[0]))
     def read(c):
         params = dict(case=str(c), structures=structures, canonical=canonical, spacing=spacing, intensity_range=intensity_range, overlap=overlap)
-        img, lbl, sp, shared = cached(_totalseg_arrays, _case_files(c, structures), params, reader_cache(root, cache))
+        img, lbl, sp, shared = cached(_totalseg_arrays, _case_files(c, structures), params, reader_cache(cache))
         return Volume(img, lbl, tuple(sp), c.name, str(c/'ct.nii.gz')), shared
     done = [r for r in each_item(cases, read, files=lambda c: _case_files(c, structures)) if r is not None]
     _report_overlaps(d, split, done, structures, overlap)

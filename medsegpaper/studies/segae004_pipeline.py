@@ -4,7 +4,7 @@
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb 2
 from __future__ import annotations
-import argparse, json, os, shutil, sys, tempfile
+import json, os, shutil, sys, tempfile
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ import torch.nn as nn
 from scipy import ndimage, stats
 from tqdm.auto import tqdm
 
+from ..cli import segae_parser
 from ..core import get_device, seed_everything, DEVICES
 from ..datasets.core import Volume, load_3d, volume_slices
 from ..datasets.embedded import BRAIN_STRUCTURES, brain_named_labels
@@ -228,22 +229,14 @@ def write_csv_atomic(df: pd.DataFrame, path) -> Path:
     df.to_csv(tmp, index=False); os.replace(tmp, path)
     return path
 
-def segae_cli(argv=None):
-    "Command line: score every mask of a TotalSegmentator-style folder with a saved SegAE model, one CSV row per case."
-    p = argparse.ArgumentParser(prog='medsegpaper-segae', description='Predict the Dice of every structure mask of every case '
-                                '(<case>/ct.nii.gz, <case>/segmentations/<structure>.nii.gz) with a trained SegAE model.')
-    p.add_argument('folder', help='folder of case folders')
-    p.add_argument('--model', required=True, help='SegAE model file saved by QualityEstimator.save (the segae.pth of a run)')
-    p.add_argument('--out', default='segae_scores.csv', help='CSV to write: one row per case, one column per structure')
-    p.add_argument('--structures', default='', help='comma-separated structures to score (default: every mask of each case)')
-    p.add_argument('--device', default='cpu', choices=DEVICES)
-    p.add_argument('--no-canonical', action='store_true', help='keep the files\' orientation instead of reorienting to RAS')
-    a = p.parse_args(argv)
+def segae_cli(argv=None) -> int:
+    "Command line: score every mask of a TotalSegmentator-style folder with a saved SegAE model, one CSV row per case; the exit status."
+    a = segae_parser().parse_args(argv)
     est = QualityEstimator.load(a.model, a.device)
     df = segae_batch(a.folder, est, [s for s in a.structures.split(',') if s] or None, not a.no_canonical)
     out = write_csv_atomic(df, a.out)
     print(f'{len(df)} cases, {df.shape[1] - 1} structures -> {out}')
-    return df
+    return 0
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
 SEGAE_DATASETS = ('brain', 'segae')
