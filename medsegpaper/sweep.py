@@ -260,7 +260,7 @@ def run_sweep(protocol,                       # a `Protocol` or the path of its 
     status_table(p).upsert(list(rows.values()))
     todo = [r for r in todo if rows[r.run_id]['state'] == 'pending']
     if not todo: return list(rows.values())
-    with sweep_client(workers, scheduler, cluster, p.cluster) as (client, slots, threads), \
+    with sweep_client(workers, scheduler, cluster, p.cluster, p.out) as (client, slots, threads), \
          tqdm(total=len(todo), unit='run', desc=p.path.stem, disable=not progress) as bar:
         sweep = _Sweep(p, rows, client, threads, retries, stagger, bar)
         pending = {sweep.submit(r, stagger * i if i < slots else 0.) for i, r in enumerate(todo)}

@@ -4,18 +4,32 @@
 
 # %% ../nbs/13a_sweep_cluster.ipynb 2
 from __future__ import annotations
-import json, os, shutil, socket, time, warnings
+import json, os, shutil, socket, time, uuid, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import nbformat
 import papermill as pm
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import default
 
 # %% auto 0
-__all__ = ['FINISHED', 'THREAD_VARIABLES', 'cells_started', 'environ', 'kernel_threads', 'execute_run', 'visible_gpus',
-           'worker_environments', 'local_cluster', 'slurm_cluster', 'sweep_client']
+__all__ = ['FINISHED', 'THREAD_VARIABLES', 'LOCALHOST', 'IPCKernelManager', 'cells_started', 'environ', 'kernel_threads',
+           'execute_run', 'visible_gpus', 'worker_environments', 'local_cluster', 'slurm_cluster', 'tls_security',
+           'sweep_client']
 
 # %% ../nbs/13a_sweep_cluster.ipynb
 FINISHED = 'finished.json'
+
+class IPCKernelManager(AsyncKernelManager):
+    "A Jupyter kernel manager whose kernels listen on Unix sockets of their own in the private runtime folder, not on TCP ports."
+    @default('transport')
+    def _default_transport(self): return 'ipc'
+
+    @default('ip')
+    def _default_ip(self):  # without it: kernel-ipc-<n> in the working folder, shared by concurrent kernels
+        runtime = Path(jupyter_runtime_dir()); runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return str(runtime/f'kernel-{uuid.uuid4().hex[:12]}-ipc')
 
 def cells_started(path) -> bool:
     "Whether papermill's output notebook `path` shows any cell started (no file or an unreadable one: none)."
@@ -67,7 +81,7 @@ def execute_run(notebook,                   # the notebook to run
         with environ(**{v: n for v in THREAD_VARIABLES}), warnings.catch_warnings():
             warnings.simplefilter('ignore', nbformat.validator.MissingIDFieldWarning)  # papermill's injected cell has no id
             pm.execute_notebook(str(notebook), str(out), parameters=params, kernel_name=kernel, cwd=cwd,
-                                progress_bar=False, log_output=False)
+                                progress_bar=False, log_output=False, kernel_manager_class=IPCKernelManager)
     except pm.PapermillExecutionError as e: return info('failed', f'{e.ename}: {e.evalue}')
     except Exception as e: return info('failed' if cells_started(out) else 'start_failed', f'{type(e).__name__}: {e}')
     res = info('done')
@@ -87,38 +101,53 @@ def worker_environments(workers: int | None = None, gpus: list[str] | None = Non
     n = workers or len(gpus) or len(os.sched_getaffinity(0))
     return [{'CUDA_VISIBLE_DEVICES': gpus[i % len(gpus)]} if gpus else {} for i in range(n)]
 
-def local_cluster(workers: int | None = None, gpus: list[str] | None = None):
-    "A Dask cluster of local worker processes running one run at a time each, one GPU each where there are GPUs."
+LOCALHOST = '127.0.0.1'
+
+def local_cluster(workers: int | None = None, gpus: list[str] | None = None, host: str = LOCALHOST):
+    "A Dask cluster of local worker processes running one run at a time each, one GPU each where there are GPUs; everything listens on `host` only."
     from distributed import Nanny, Scheduler, SpecCluster
     envs = worker_environments(workers, gpus)
-    specs = {i: {'cls': Nanny, 'options': {'nthreads': 1, 'env': env, 'silence_logs': 40}} for i, env in enumerate(envs)}
-    return SpecCluster(workers=specs, scheduler={'cls': Scheduler, 'options': {'dashboard_address': ':0'}},
+    specs = {i: {'cls': Nanny, 'options': {'nthreads': 1, 'env': env, 'silence_logs': 40, 'host': host}} for i, env in enumerate(envs)}
+    return SpecCluster(workers=specs, scheduler={'cls': Scheduler, 'options': {'host': host, 'dashboard_address': f'{host}:0'}},
                        silence_logs=50, name='medsegpaper-sweep')
 
 # %% ../nbs/13a_sweep_cluster.ipynb
-def slurm_cluster(config: dict | None = None):
-    "dask-jobqueue's `SLURMCluster` from `config` (the protocol's `cluster.slurm`, less `jobs`) over dask's `jobqueue.slurm` settings."
+def slurm_cluster(config: dict | None = None, shared_dir=None):
+    "dask-jobqueue's `SLURMCluster` from `config` (the protocol's `cluster.slurm`, less `jobs`) over dask's `jobqueue.slurm` settings, on TLS."
     from dask_jobqueue import SLURMCluster
+    from distributed.security import Security
     cfg = {k: v for k, v in (config or {}).items() if k != 'jobs'}
-    return SLURMCluster(**{'scheduler_options': {'dashboard_address': ':0'}, **cfg})
+    return SLURMCluster(**{'scheduler_options': {'dashboard_address': f'{LOCALHOST}:0'}, 'security': Security.temporary(),
+                           'shared_temp_directory': str(shared_dir or Path.cwd()), **cfg})
+
+def tls_security(tls: dict | None):
+    "Dask `Security` from the protocol's `cluster.tls` (`ca_file`, `cert`, `key`: a standing scheduler's certificates), else None."
+    if not tls: return None
+    from distributed.security import Security
+    unknown = set(tls) - {'ca_file', 'cert', 'key'}
+    if unknown: raise ValueError(f"cluster.tls: unknown keys {sorted(unknown)}; valid: ca_file, cert, key")
+    missing = [f'{k}: {tls.get(k)}' for k in ('ca_file', 'cert', 'key') if not tls.get(k) or not Path(tls[k]).is_file()]
+    if missing: raise FileNotFoundError(f"cluster.tls: certificate files not found ({'; '.join(missing)})")
+    return Security(tls_ca_file=tls['ca_file'], tls_client_cert=tls['cert'], tls_client_key=tls['key'], require_encryption=True)
 
 # %% ../nbs/13a_sweep_cluster.ipynb
 @contextmanager
-def sweep_client(workers: int | None = None, scheduler: str | None = None, cluster: str | None = None, config: dict | None = None):
+def sweep_client(workers: int | None = None, scheduler: str | None = None, cluster: str | None = None, config: dict | None = None,
+                 shared_dir=None):
     "A Dask `Client` on a local cluster, an existing `scheduler` or SLURM jobs; yields (client, runs at once, kernel threads)."
     from distributed import Client
     config = dict(config or {})
     if cluster not in (None, 'local', 'slurm'): raise ValueError(f"Unknown cluster {cluster!r}; valid choices: local, slurm")
     if scheduler:
-        with Client(scheduler) as client: yield client, max(1, sum(client.nthreads().values())), config.get('threads')
+        with Client(scheduler, security=tls_security(config.get('tls'))) as client: yield client, max(1, sum(client.nthreads().values())), config.get('threads')
     elif cluster == 'slurm':
         if not shutil.which('sbatch'): raise OSError("--cluster slurm submits jobs with SLURM's sbatch, which is not on this machine's PATH")
         slurm = dict(config.get('slurm') or {})
-        with slurm_cluster(slurm) as c, Client(c) as client:
+        with slurm_cluster(slurm, shared_dir) as c, Client(c, security=c.security) as client:
             jobs = int(slurm.get('jobs', 1))
             c.scale(jobs=jobs)
             yield client, jobs * c._dummy_job.worker_processes, config.get('threads')
     else:
         n = len(worker_environments(workers or config.get('workers')))
-        with local_cluster(n) as c, Client(c) as client:
+        with local_cluster(n, host=config.get('host', LOCALHOST)) as c, Client(c) as client:
             yield client, n, config.get('threads') or max(1, len(os.sched_getaffinity(0)) // n)

@@ -12,6 +12,7 @@ from functools import partial
 from ..core import import_fastai
 import_fastai()
 from fastai.callback.core import Callback
+from fastai.learner import load_model
 from fastai.optimizer import Adam
 from fastai.callback.tracker import ReduceLROnPlateau
 from fastai.callback.training import SkipToEpoch
@@ -234,7 +235,7 @@ class EvalEpochs(Callback):
         if not self.skipped: return self.model
         if not (saved := self.path/self.model_dir/f'epoch_{self.epoch}.pth').exists(): return None
         model = copy.deepcopy(self.model)
-        model.load_state_dict(torch.load(saved, map_location='cpu', weights_only=False)['model'])
+        load_model(saved, model, None, with_opt=False)  # fastai's loader: weights only
         return model
     def after_epoch(self):
         if self.epoch < self.first or (model := self._model()) is None: return

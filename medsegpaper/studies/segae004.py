@@ -4,7 +4,7 @@
 
 # %% ../../nbs/18_studies.segae004.ipynb 2
 from __future__ import annotations
-import csv, difflib, hashlib, pickle, tempfile
+import collections, csv, difflib, hashlib, io, pickle, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -27,9 +27,9 @@ from ..train import make_learner, fit
 # %% auto 0
 __all__ = ['CT_WINDOW', 'overlap_slices', 'mask_box', 'train_margin', 'crop_margins', 'crop_square', 'dice_2d', 'window',
            'model_input', 'crop_item', 'Item', 'case_items', 'QualityItems', 'normalise_name', 'hashed_text_embedding',
-           'TextEmbeddings', 'read_label_names', 'load_text_embeddings', 'text_embeddings', 'SegAE',
-           'load_resnet_layers', 'PearsonR', 'quality_dataloaders', 'train_segae', 'QualityEstimator', 'score_slices',
-           'segae_score']
+           'TextEmbeddings', 'read_label_names', 'read_tensor_pickle', 'load_text_embeddings', 'text_embeddings',
+           'SegAE', 'load_resnet_layers', 'PearsonR', 'quality_dataloaders', 'train_segae', 'QualityEstimator',
+           'score_slices', 'segae_score']
 
 # %% ../../nbs/18_studies.segae004.ipynb
 def overlap_slices(pred: np.ndarray, truth: np.ndarray, min_overlap: int = 20) -> np.ndarray:
@@ -188,12 +188,29 @@ def read_label_names(path) -> dict[int, str]:
     if head[:2] != ['label', 'name']: raise ValueError(f"{path}: expected the header 'Label, Name', got {rows[0]}")
     return {int(r[0]): r[1].strip() for r in rows[1:] if r}
 
+class _TensorUnpickler(pickle.Unpickler):
+    "Admits only what a pickled dict of torch tensors holds; the tensors' storages are read by `torch.load(weights_only=True)`."
+    SAFE = {('collections', 'OrderedDict'): collections.OrderedDict, ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
+            ('torch.storage', '_load_from_bytes'): lambda b: torch.load(io.BytesIO(b), weights_only=True)}
+    def find_class(self, module, name):
+        if (module, name) not in self.SAFE:
+            raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a pickle of tensors (it could run code); refused')
+        return self.SAFE[module, name]
+
+def read_tensor_pickle(path) -> dict:
+    "The dict of torch tensors pickled in `path` (the study's `label_embedding.pkl`), read without running anything it names."
+    try:
+        with open(path, 'rb') as f: raw = _TensorUnpickler(f).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, RuntimeError) as e: raise ValueError(f'{path}: {e}') from e
+    if not isinstance(raw, dict): raise ValueError(f'{path}: expected a pickled dict of tensors, got {type(raw).__name__}')
+    return raw
+
 def load_text_embeddings(path, names_csv=None) -> TextEmbeddings:
     "Text embeddings from the study's `label_embedding.pkl` (class id -> 1x512 tensor), a CSV `name, v0, ...` or an NPZ name -> vector."
     path = Path(path)
     names = read_label_names(names_csv) if names_csv else {}
     if path.suffix == '.pkl':
-        with open(path, 'rb') as f: raw = pickle.load(f)
+        raw = read_tensor_pickle(path)
         vectors = {int(k): np.asarray(torch.as_tensor(v).float(), np.float32).reshape(-1) for k, v in raw.items()}
     elif path.suffix == '.npz':
         with np.load(path) as z: vectors = {k: z[k].astype(np.float32).reshape(-1) for k in z.files}
@@ -310,15 +327,18 @@ class QualityEstimator:
         "Save weights, model configuration, embeddings, window and size to `path`."
         te = self.embeddings
         torch.save(dict(state=self.model.state_dict(), config=self.model.config, window=list(self.window), size=self.size,
-                        embeddings=dict(vectors={k: np.asarray(v) for k, v in te.vectors.items()}, names=te.names, source=te.source, dim=te.dim)), path)
+                        embeddings=dict(vectors={k: torch.tensor(np.asarray(v)) for k, v in te.vectors.items()}, names=te.names,
+                                        source=te.source, dim=te.dim)), path)
         return Path(path)
 
     @classmethod
     def load(cls, path, device='cpu') -> 'QualityEstimator':
         "A `QualityEstimator` saved by `save`."
-        d = torch.load(path, map_location='cpu', weights_only=False)
+        try: d = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e: raise ValueError(f'{path}: not a SegAE model saved by QualityEstimator.save (or one that could run code): {e}') from e
         model = SegAE(**d['config']); model.load_state_dict(d['state'])
-        return cls(model, TextEmbeddings(**d['embeddings']), tuple(d['window']), d['size'], device)
+        emb = {**d['embeddings'], 'vectors': {k: v.numpy() for k, v in d['embeddings']['vectors'].items()}}
+        return cls(model, TextEmbeddings(**emb), tuple(d['window']), d['size'], device)
 
 def score_slices(mask: np.ndarray, max_slices: int = 10) -> np.ndarray:
     "The axial slices of a (D,H,W) mask that are scored: those with foreground, at most `max_slices` evenly spaced."

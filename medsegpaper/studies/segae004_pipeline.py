@@ -26,6 +26,7 @@ from ..models import get_model
 from ..results import ResultsTable
 from ..transforms import seg_dataloaders
 from ..train import make_learner, fit
+from fastai.learner import load_model
 from .segae004 import *
 
 # %% auto 0
@@ -110,7 +111,7 @@ def checkpoint_net(folder,                 # a folder of `write_brain_pseudo_lab
                   ) -> nn.Module:
     "The brain U-Net of `write_brain_pseudo_labels` after `epoch` (1-based), loaded from `<folder>/seg_model`."
     net = seg_net(len(BRAIN_STRUCTURES), base, dropout=dropout)
-    net.load_state_dict(torch.load(Path(folder)/'seg_model'/f'epoch_{epoch - 1}.pth', map_location='cpu', weights_only=False)['model'])
+    load_model(Path(folder)/'seg_model'/f'epoch_{epoch - 1}.pth', net, None, with_opt=False)  # fastai's loader: weights only
     return net.eval()
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
