@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_io.ipynb 2
 from __future__ import annotations
-import os, json, logging, warnings, functools, hashlib, shutil, time
+import os, contextlib, json, logging, warnings, functools, hashlib, shutil, socket, time
 import platformdirs
 from pathlib import Path
 import numpy as np
@@ -17,7 +17,8 @@ import tifffile
 # %% auto 0
 __all__ = ['DataError', 'DataWarning', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite', 'check_labels',
            'check_shapes', 'check_affines', 'check_partner', 'to_unit', 'read_nifti_pair', 'read_image', 'write_image',
-           'read_mask', 'read_mat', 'write_mat', 'read_npy', 'cache_dir', 'content_sample', 'cache_key', 'cached']
+           'read_mask', 'read_mat', 'write_mat', 'read_npy', 'cache_dir', 'content_sample', 'cache_key', 'cached',
+           'LockHeld', 'held_lock']
 
 # %% ../nbs/02_io.ipynb
 class DataError(ValueError):
@@ -269,3 +270,31 @@ def cached(fn, sources, params: dict, folder=None) -> tuple[np.ndarray, ...]:
     out = tuple(fn(**params))
     _write_entry(entry, out)
     return out
+
+# %% ../nbs/02_io.ipynb
+class LockHeld(OSError):
+    "The folder is being written by another process, named in the message."
+
+def _read_holder(path: Path) -> dict:
+    try: return json.loads(path.read_text())
+    except (OSError, ValueError): return {}
+
+@contextlib.contextmanager
+def held_lock(path, what: str = 'this folder'):
+    "Hold the lock file `path` (host, pid, start) while the block runs; `LockHeld` naming the holder if a live process holds it."
+    path, me = Path(path), dict(host=socket.gethostname(), pid=os.getpid(), start=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            with open(path, 'x', encoding='utf-8') as f: json.dump(me, f)
+            break
+        except FileExistsError:
+            h = _read_holder(path)
+            if h.get('host') == me['host'] and isinstance(h.get('pid'), int) and not _pid_alive(h['pid']): path.unlink(missing_ok=True)  # stale
+            elif h: raise LockHeld(f"{what} is in use by pid {h.get('pid')} on {h.get('host')} since {h.get('start')} (lock {path}); "
+                                   "wait for it to finish or stop it; if that process is gone, delete the lock file") from None
+            else: time.sleep(0.05)  # being written by its taker this instant
+    else: raise LockHeld(f'{what}: the lock {path} could not be taken')
+    try: yield path
+    finally:
+        if _read_holder(path).get('pid') == me['pid']: path.unlink(missing_ok=True)

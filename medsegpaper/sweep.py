@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 from .results import ResultsTable, canonical_json, run_id
+from .io import held_lock
 from .experiment import ParameterError, notebook_experiment
 from .cli import sweep_parser
 from .sweep_cluster import FINISHED, execute_run, sweep_client
@@ -244,8 +245,13 @@ def run_sweep(protocol,                       # a `Protocol` or the path of its 
               progress: bool = True,          # show a progress bar (done, running, failed, time left)
              ) -> list[dict]:
     "Run every run of `protocol` not yet in its first results table on Dask, merging rows as runs finish; returns the status rows."
-    from distributed import wait
     p = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    if dry_run: return _sweep(p, workers, scheduler, cluster, True, retries, force, stagger, progress)
+    with held_lock(p.out/'sweep.lock', f'protocol {p.path} (its output folder {p.out})'):
+        return _sweep(p, workers, scheduler, cluster, False, retries, force, stagger, progress)
+
+def _sweep(p: Protocol, workers, scheduler, cluster, dry_run, retries, force, stagger, progress) -> list[dict]:
+    from distributed import wait
     runs = plan_runs(p)
     rows = sweep_states(p, runs, force)
     todo = [r for r in runs if not r.error and rows[r.run_id]['state'] != 'done']

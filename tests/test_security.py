@@ -92,3 +92,28 @@ def test_planted_model_files_are_refused_without_running(tmp_path):
     with pytest.raises(ValueError, match='not a SegAE model saved by QualityEstimator.save'): QualityEstimator.load(bad)
     with pytest.raises(Exception, match='Weights only load failed'): load_model(bad, torch.nn.Linear(1, 1), None, with_opt=False)
     assert not marker.exists()
+
+
+def test_a_second_sweep_on_a_busy_protocol_stops_naming_the_holder(tmp_path):
+    "One writer per protocol output folder; `status` still answers beside it."
+    import socket, subprocess, sys, time
+    from pathlib import Path
+    from medsegpaper.sweep import sweep_cli
+    repo = Path(__file__).resolve().parents[1]
+    proto = tmp_path/'p.yaml'
+    proto.write_text(f"notebook: {repo/'nbs'/'train.ipynb'}\nresults: {{results: {tmp_path/'scores.csv'}}}\n"
+                     f"parameters: {{epochs: 1}}\ngrid: {{seed: [0]}}\nout: {tmp_path/'runs'}\n")
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time\nfrom medsegpaper.io import held_lock\n'
+                               'with held_lock(sys.argv[1]): print("held", flush=True); time.sleep(600)', str(tmp_path/'runs'/'sweep.lock')],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        import contextlib, io
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()): rc = sweep_cli(['run', str(proto)])
+        assert rc == 1 and f'in use by pid {holder.pid} on {socket.gethostname()}' in err.getvalue(), err.getvalue()
+        with contextlib.redirect_stdout(io.StringIO()) as out: assert sweep_cli(['status', str(proto)]) == 0
+        assert 'pending' in out.getvalue()
+    finally:
+        holder.kill(); holder.wait()
+    assert not (tmp_path/'scores.csv').exists()

@@ -27,6 +27,7 @@ from ..results import ResultsTable
 from ..transforms import seg_dataloaders
 from ..train import make_learner, fit
 from fastai.learner import load_model
+from filelock import FileLock
 from .segae004 import *
 
 # %% auto 0
@@ -80,28 +81,30 @@ def write_brain_pseudo_labels(folder,                           # where the layo
     "Pseudo-labels of the brain's named structures from the U-Net checkpoints after the epochs in `ladder`, in the study's layout under `folder`."
     folder = Path(folder)
     made_with = dict(size=size, ladder=list(ladder), base=base, dropout=dropout, lr=lr, batch_size=batch_size, seed=seed, n_slabs=n_slabs)
-    marker = folder/'pseudo_labels.json'
-    if marker.exists():
-        if json.loads(marker.read_text()) == made_with: return folder
-        for sub in ('train', 'val', 'test', 'seg_model'): shutil.rmtree(folder/sub, ignore_errors=True)
-    cases = brain_cases(size, n_slabs)
-    seed_everything(seed)
-    ds = {s: volume_slices(cases[s], BRAIN_STRUCTURES) for s in ('train', 'valid')}
-    dls = seg_dataloaders(ds['train'], ds['valid'], img_size=size, flip=False, batch_size=batch_size, seed=seed, device=device)
-    learn = make_learner(dls, seg_net(len(BRAIN_STRUCTURES), base, dropout=dropout), get_loss('dice_ce'), 'adam', lr,
-                         device=device, checkpoint_dir=folder/'seg_model', progress=False)
-    fit(learn, max(ladder), lr, schedule='constant')
-    structures = dict(enumerate(BRAIN_STRUCTURES))
-    preds = {}
-    for ep in ladder:
-        learn.load(f'epoch_{ep - 1}', with_opt=False)
-        preds[ep] = {v.name: segment_volume(learn.model, v.image[0], device=device) for s in cases for v in cases[s]}
-    for split, sub in (('train', 'train'), ('valid', 'val'), ('test', 'test')):
-        for v in cases[split]:
-            masks = {c: {f'epoch_{ep:03d}': preds[ep][v.name] == c for ep in ladder} for c in range(1, len(BRAIN_STRUCTURES))}
-            write_segae_case(folder/sub, v.name, v.image[0], v.label, structures, masks, v.spacing)
-    marker.write_text(json.dumps(made_with))
-    return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f'{folder}.lock'):  # one writer: a second run waits for it, then finds the folder written
+        marker = folder/'pseudo_labels.json'
+        if marker.exists():
+            if json.loads(marker.read_text()) == made_with: return folder
+            for sub in ('train', 'val', 'test', 'seg_model'): shutil.rmtree(folder/sub, ignore_errors=True)
+        cases = brain_cases(size, n_slabs)
+        seed_everything(seed)
+        ds = {s: volume_slices(cases[s], BRAIN_STRUCTURES) for s in ('train', 'valid')}
+        dls = seg_dataloaders(ds['train'], ds['valid'], img_size=size, flip=False, batch_size=batch_size, seed=seed, device=device)
+        learn = make_learner(dls, seg_net(len(BRAIN_STRUCTURES), base, dropout=dropout), get_loss('dice_ce'), 'adam', lr,
+                             device=device, checkpoint_dir=folder/'seg_model', progress=False)
+        fit(learn, max(ladder), lr, schedule='constant')
+        structures = dict(enumerate(BRAIN_STRUCTURES))
+        preds = {}
+        for ep in ladder:
+            learn.load(f'epoch_{ep - 1}', with_opt=False)
+            preds[ep] = {v.name: segment_volume(learn.model, v.image[0], device=device) for s in cases for v in cases[s]}
+        for split, sub in (('train', 'train'), ('valid', 'val'), ('test', 'test')):
+            for v in cases[split]:
+                masks = {c: {f'epoch_{ep:03d}': preds[ep][v.name] == c for ep in ladder} for c in range(1, len(BRAIN_STRUCTURES))}
+                write_segae_case(folder/sub, v.name, v.image[0], v.label, structures, masks, v.spacing)
+        marker.write_text(json.dumps(made_with))
+        return folder
 
 def checkpoint_net(folder,                 # a folder of `write_brain_pseudo_labels`
                    epoch: int,             # 1-based epoch of the checkpoint
