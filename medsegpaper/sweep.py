@@ -46,6 +46,8 @@ class Protocol:
     cluster: dict = field(default_factory=dict)
 
 def _table(name, spec) -> Table:
+    if not isinstance(name, str) or not name.isidentifier():  # it names the run folder's CSV and the notebook's parameter
+        raise ValueError(f"results: {name!r} must be the name of a notebook parameter (a Python identifier), e.g. results")
     if isinstance(spec, str): return Table(Path(spec).absolute())
     if not isinstance(spec, dict) or 'path' not in spec or set(spec) - {'path', 'key'}:
         raise ValueError(f"results: {name} must be a path or {{path: ..., key: [...]}}, got {spec!r}")
@@ -59,7 +61,10 @@ def load_protocol(path) -> Protocol:
     if unknown := sorted(set(spec) - set(PROTOCOL_KEYS)):
         raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; a protocol has: {', '.join(PROTOCOL_KEYS)}")
     if missing := [k for k in ('notebook', 'results') if not spec.get(k)]: raise ValueError(f"{path}: missing {', '.join(missing)}")
+    if not isinstance(spec['results'], dict): raise ValueError(f"{path}: results must map table names to paths, got {spec['results']!r}")
     tables = {n: _table(n, s) for n, s in spec['results'].items()}
+    if len({t.path for t in tables.values()}) < len(tables):
+        raise ValueError(f"{path}: results tables share a file: {', '.join(f'{n}: {t.path}' for n, t in tables.items())}")
     given = set(spec.get('parameters') or {}) | set(spec.get('grid') or {})
     if clash := sorted(set(tables) & given):
         raise ValueError(f"{path}: {', '.join(clash)} set as parameter(s); results tables belong under results:")
