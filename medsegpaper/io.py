@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_io.ipynb 2
 from __future__ import annotations
-import os, contextlib, json, logging, warnings, functools, hashlib, shutil, socket, time
+import os, contextlib, json, logging, warnings, functools, hashlib, shutil, socket, time, uuid
 import platformdirs
 from pathlib import Path
 import numpy as np
@@ -18,7 +18,7 @@ import tifffile
 __all__ = ['DataError', 'DataWarning', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite', 'check_labels',
            'check_shapes', 'check_affines', 'check_partner', 'to_unit', 'read_nifti_pair', 'read_image', 'write_image',
            'read_mask', 'read_mat', 'write_mat', 'read_npy', 'cache_dir', 'content_sample', 'cache_key', 'cached',
-           'LockHeld', 'held_lock']
+           'fsync_folder', 'replace_durably', 'atomic_write', 'LockHeld', 'held_lock']
 
 # %% ../nbs/02_io.ipynb
 class DataError(ValueError):
@@ -270,6 +270,33 @@ def cached(fn, sources, params: dict, folder=None) -> tuple[np.ndarray, ...]:
     out = tuple(fn(**params))
     _write_entry(entry, out)
     return out
+
+# %% ../nbs/02_io.ipynb
+def fsync_folder(folder):
+    "Flush `folder`'s entries (a rename in it) to disk; a no-op where a folder cannot be opened (Windows)."
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+def replace_durably(src, dst) -> Path:
+    "Rename the written file `src` over `dst`: `src` flushed to disk first and the folder after, so a crash leaves the old file or the new."
+    with open(src, 'rb') as f: os.fsync(f.fileno())
+    os.replace(src, dst)
+    fsync_folder(Path(dst).parent)
+    return Path(dst)
+
+@contextlib.contextmanager
+def atomic_write(path, binary: bool = False, newline: str | None = None):
+    "A new file (UTF-8 text, or `binary`) beside `path` that replaces `path` durably when the block ends, keeping its permissions; removed on an error."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        with open(tmp, 'xb') if binary else open(tmp, 'x', encoding='utf-8', newline=newline) as f: yield f
+        if path.exists(): shutil.copymode(path, tmp)
+        replace_durably(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
 
 # %% ../nbs/02_io.ipynb
 class LockHeld(OSError):

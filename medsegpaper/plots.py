@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+from .io import atomic_write
 from plotly.io.base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
@@ -95,10 +96,8 @@ def figure_png(fig: go.Figure | dict, scale: float = 1) -> bytes:
 
 def save_png(fig: go.Figure, path: str | os.PathLike, scale: float = 1) -> Path:
     "Write `fig` as a PNG file at `path` (folders made): figures for a README or a page that cannot run plotly."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(figure_png(fig, scale))
-    return path
+    with atomic_write(path, binary=True) as f: f.write(figure_png(fig, scale))
+    return Path(path)
 
 # %% ../nbs/10_plots.ipynb
 class StaticPng(MimetypeRenderer):

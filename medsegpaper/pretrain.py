@@ -30,6 +30,7 @@ from .datasets.imagenet import ImageNetNpy
 from .models import UNetEncoder, timm_encoder
 from .models_swin import swin_encoder
 from .train import make_learner, save_atomic
+from .io import replace_durably
 
 # %% auto 0
 __all__ = ['ENCODERS', 'SCHEMES', 'ADAMW', 'LADDER', 'study_drop_path', 'pretrain_encoder', 'Classifier', 'OnBytes',
@@ -187,7 +188,7 @@ class Ladder(Callback):
                                     checkpoint=str(self.folder/f'encoder_epoch_{n}.pth')))
         save_atomic({'torch': torch.get_rng_state(), 'train_dl': self.dls.train.rng.getstate(), 'scores': self.scores},
                      self.folder/f'state_{n}.rng')
-        os.replace(self.learn.save(f'.state_{n}.tmp', with_opt=True), self.folder/f'state_{n}.pth')
+        replace_durably(self.learn.save(f'.state_{n}.tmp', with_opt=True), self.folder/f'state_{n}.pth')
         for old in saved_states(self.folder)[:-1]:
             for ext in ('pth', 'rng'): (self.folder/f'state_{old}.{ext}').unlink(missing_ok=True)
 

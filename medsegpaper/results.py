@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from filelock import FileLock
+from .io import replace_durably
 
 # %% auto 0
 __all__ = ['TEXT_COLUMNS', 'TIME_COLUMNS', 'canonical_json', 'run_id', 'git_commit', 'provenance', 'RunRecord', 'track_run',
@@ -192,10 +193,9 @@ class ResultsTable:
         for stale in self.path.parent.glob(f'.{self.path.name}.*.tmp'): stale.unlink(missing_ok=True)
         tmp = self.path.parent/f'.{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp'
         try:
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), 'w', newline='') as f:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), 'w', encoding='utf-8', newline='') as f:
                 df.to_csv(f, index=False)
-                f.flush(); os.fsync(f.fileno())
             if self.path.exists(): shutil.copymode(self.path, tmp)
             if self._before_replace: self._before_replace(tmp)
-            os.replace(tmp, self.path)
+            replace_durably(tmp, self.path)
         finally: tmp.unlink(missing_ok=True)

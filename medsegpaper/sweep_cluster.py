@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 from jupyter_client.manager import AsyncKernelManager
+from .io import atomic_write
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import default
 
@@ -85,7 +86,7 @@ def execute_run(notebook,                   # the notebook to run
     except pm.PapermillExecutionError as e: return info('failed', f'{e.ename}: {e.evalue}')
     except Exception as e: return info('failed' if cells_started(out) else 'start_failed', f'{type(e).__name__}: {e}')
     res = info('done')
-    (folder/FINISHED).write_text(json.dumps(res))
+    with atomic_write(folder/FINISHED) as f: json.dump(res, f)
     return res
 
 # %% ../nbs/13a_sweep_cluster.ipynb

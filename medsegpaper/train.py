@@ -21,6 +21,7 @@ from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
 from .results import canonical_json
+from .io import atomic_write, replace_durably
 
 # %% auto 0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'MANIFEST', 'SchedPolyDecay', 'lr_schedule', 'save_atomic', 'EpochCheckpoint',
@@ -52,10 +53,9 @@ def lr_schedule(schedule: str, lr: float, eta_min: float = 0., power: float = 0.
 # %% ../nbs/08_train.ipynb
 def save_atomic(obj, path):
     "`torch.save` `obj` to `path` through a temporary file: never half-written, and its bytes depend on `obj` alone, not on the file's name."
-    buf, path = io.BytesIO(), Path(path)
+    buf = io.BytesIO()
     torch.save(obj, buf)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    tmp.write_bytes(buf.getbuffer()); os.replace(tmp, path)
+    with atomic_write(path, binary=True) as f: f.write(buf.getbuffer())
 
 class EpochCheckpoint(Callback):
     "Save weights and optimiser state as `epoch_<n>.pth`, random state as `epoch_<n>.rng`, after each trained epoch, atomically."
@@ -66,7 +66,7 @@ class EpochCheckpoint(Callback):
         tmp = self.learn.save(f'.epoch_{self.epoch}.tmp', with_opt=True)
         save_atomic({'torch': torch.get_rng_state(), 'train_dl': self.dls.train.rng.getstate()},
                      tmp.with_name(f'epoch_{self.epoch}.rng'))
-        os.replace(tmp, tmp.with_name(f'epoch_{self.epoch}.pth'))
+        replace_durably(tmp, tmp.with_name(f'epoch_{self.epoch}.pth'))
 
 # %% ../nbs/08_train.ipynb
 def make_learner(dls: DataLoaders,           # training and validation loaders (moved to `device`)
@@ -179,8 +179,7 @@ def claim_checkpoints(folder, made_with: dict) -> Path:
         raise ValueError(f"refusing to resume from {folder}: it holds checkpoints but no {MANIFEST} saying what made them; "
                          f"remove {folder} or choose another checkpoint_dir")
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder/f'.{MANIFEST}.{os.getpid()}.tmp'
-    tmp.write_text(json.dumps(made_with, indent=1, sort_keys=True)); os.replace(tmp, manifest)
+    with atomic_write(manifest) as f: f.write(json.dumps(made_with, indent=1, sort_keys=True))
     return folder
 
 # %% ../nbs/08_train.ipynb

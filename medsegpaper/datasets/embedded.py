@@ -222,9 +222,7 @@ def write_synthetic3d(folder,                   # where to write (created if mis
             'volume_size': volume_size, 'n_train': n_train, 'n_val': n_val, 'seed': seed,
             'numTraining': len(entries['Tr']), 'numTest': len(entries['Ts']),
             'training': entries['Tr'], 'test': entries['Ts']}
-    tmp = folder/f'dataset.json.tmp{os.getpid()}'
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, folder/'dataset.json')
+    with atomic_write(folder/'dataset.json') as f: json.dump(meta, f, indent=1)
     return folder/'dataset.json'
 
 # %% ../../nbs/03a_datasets.embedded.ipynb
@@ -255,9 +253,7 @@ def write_digits(dest) -> Path:
         else: name = f'digit{digit}_{i:04d}.npy'
         np.save(out/'data'/name, np.repeat(np.round(img * 255 / 16).astype(np.uint8)[None], 3, 0))
         labels[f'data/{name}'] = int(digit) + 1
-    tmp = out/f'labels.json.tmp{os.getpid()}'
-    tmp.write_text(json.dumps(labels, indent=1))
-    os.replace(tmp, out/'labels.json')
+    with atomic_write(out/'labels.json') as f: json.dump(labels, f, indent=1)
     return out
 
 def _digits_items(split, root):

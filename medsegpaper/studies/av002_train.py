@@ -25,7 +25,7 @@ from ..experiment import DataRef, Param, Run, declare
 from ..results import ResultsTable
 from .av002_metrics import UNDEFINED_RULES, av_scores
 from ..transforms import SegDataLoader, seg_flip, seg_rotate
-from ..train import EpochCheckpoint, make_learner, resume_point, _restore_rng
+from ..train import EpochCheckpoint, make_learner, resume_point, save_atomic, _restore_rng
 from .av002 import *
 
 # %% auto 0
@@ -152,7 +152,7 @@ class AVGANStep(Callback):
         for o in self.opts.values():
             for g in o.param_groups: g['lr'] = lr
         if any(isinstance(c, EpochCheckpoint) for c in self.learn.cbs):
-            torch.save({k: o.state_dict() for k, o in self.opts.items()}, self.path/self.model_dir/f'epoch_{self.epoch}.gan')
+            save_atomic({k: o.state_dict() for k, o in self.opts.items()}, self.path/self.model_dir/f'epoch_{self.epoch}.gan')
 
 # %% ../../nbs/17a_studies.av002_train.ipynb
 class PlateauLR(ReduceLROnPlateau):

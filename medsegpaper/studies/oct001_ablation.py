@@ -18,6 +18,7 @@ from ..experiment import DataRef, Param, Run, data_fingerprint
 from ..models import get_model
 from ..models_mmseg import MMSEG_HEADS
 from .oct001 import OCT_LOSSES, OCT_OPTIMIZERS, mmseg_rescale, oct_predict, oct_scores, oct_size, train_oct
+from ..io import atomic_write
 
 # %% auto 0
 __all__ = ['VESSEL_DATASETS', 'ABLATION_KEYS', 'OCT_PARAMS', 'OCT_PUBLISHED', 'NO_FINETUNE', 'NO_FINETUNE_PUBLISHED',
@@ -69,9 +70,7 @@ def vessel_checkpoint(folder,                    # where checkpoints are kept (o
         train = vessel_maps(ref.load('train'))
         model = _vessel_model(head, width, seed)
         train_oct(model, train, oct_size(train, (4 * scale, scale)), iters, 2, crop, True, seed=seed, device=device, progress=progress)
-        tmp = path.with_name(f'.{path.name}.tmp')
-        torch.save({'state_dict': {k: v.cpu() for k, v in model.state_dict().items()}, 'made_with': made}, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path, binary=True) as f: torch.save({'state_dict': {k: v.cpu() for k, v in model.state_dict().items()}, 'made_with': made}, f)
         return path, {**made, 'built_s': time.perf_counter() - t0}
 
 # %% ../../nbs/16a_studies.oct001_ablation.ipynb

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import timm
 from ..core import import_fastai
+from ..io import atomic_write
 import_fastai()
 from fastai.learner import Metric
 from fastai.callback.tracker import SaveModelCallback
@@ -326,9 +327,10 @@ class QualityEstimator:
     def save(self, path) -> Path:
         "Save weights, model configuration, embeddings, window and size to `path`."
         te = self.embeddings
-        torch.save(dict(state=self.model.state_dict(), config=self.model.config, window=list(self.window), size=self.size,
-                        embeddings=dict(vectors={k: torch.tensor(np.asarray(v)) for k, v in te.vectors.items()}, names=te.names,
-                                        source=te.source, dim=te.dim)), path)
+        with atomic_write(path, binary=True) as f:
+            torch.save(dict(state=self.model.state_dict(), config=self.model.config, window=list(self.window), size=self.size,
+                            embeddings=dict(vectors={k: torch.tensor(np.asarray(v)) for k, v in te.vectors.items()}, names=te.names,
+                                            source=te.source, dim=te.dim)), f)
         return Path(path)
 
     @classmethod

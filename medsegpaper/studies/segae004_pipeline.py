@@ -29,6 +29,7 @@ from ..train import make_learner, fit
 from fastai.learner import load_model
 from filelock import FileLock
 from .segae004 import *
+from ..io import atomic_write
 
 # %% auto 0
 __all__ = ['BRAIN_WINDOW', 'SEGAE_DATASETS', 'SEGAE_PARAMS', 'seg_net', 'segment_volume', 'brain_cases',
@@ -103,7 +104,7 @@ def write_brain_pseudo_labels(folder,                           # where the layo
             for v in cases[split]:
                 masks = {c: {f'epoch_{ep:03d}': preds[ep][v.name] == c for ep in ladder} for c in range(1, len(BRAIN_STRUCTURES))}
                 write_segae_case(folder/sub, v.name, v.image[0], v.label, structures, masks, v.spacing)
-        marker.write_text(json.dumps(made_with))
+        with atomic_write(marker) as f: json.dump(made_with, f)
         return folder
 
 def checkpoint_net(folder,                 # a folder of `write_brain_pseudo_labels`
@@ -228,10 +229,8 @@ def segae_batch(folder,                   # TotalSegmentator-style folder of cas
 
 def write_csv_atomic(df: pd.DataFrame, path) -> Path:
     "Write `df` to the CSV `path` through a temporary file and an atomic rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    df.to_csv(tmp, index=False); os.replace(tmp, path)
-    return path
+    with atomic_write(path, newline='') as f: df.to_csv(f, index=False)
+    return Path(path)
 
 def segae_cli(argv=None) -> int:
     "Command line: score every mask of a TotalSegmentator-style folder with a saved SegAE model, one CSV row per case; the exit status."
