@@ -15,10 +15,10 @@ import tifffile
 
 
 # %% auto 0
-__all__ = ['DataError', 'DataWarning', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite', 'check_labels',
-           'check_shapes', 'check_affines', 'check_partner', 'to_unit', 'read_nifti_pair', 'read_image', 'write_image',
-           'read_mask', 'read_mat', 'write_mat', 'read_npy', 'cache_dir', 'content_sample', 'cache_key', 'cached',
-           'fsync_folder', 'replace_durably', 'atomic_write', 'LockHeld', 'held_lock']
+__all__ = ['IMAGE_SUFFIXES', 'DataError', 'DataWarning', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite',
+           'check_labels', 'check_shapes', 'check_affines', 'check_partner', 'to_unit', 'read_nifti_pair', 'read_image',
+           'write_image', 'read_mask', 'read_mat', 'write_mat', 'read_npy', 'probe_file', 'cache_dir', 'content_sample',
+           'cache_key', 'cached', 'fsync_folder', 'replace_durably', 'atomic_write', 'LockHeld', 'held_lock']
 
 # %% ../nbs/02_io.ipynb
 class DataError(ValueError):
@@ -197,6 +197,19 @@ def read_npy(path, mmap_mode: str | None = None) -> np.ndarray:
     if not path.is_file(): raise DataError(path, 'file not found')
     try: return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except Exception as e: raise DataError(path, f'unreadable .npy file ({type(e).__name__}: {e})') from e
+
+# %% ../nbs/02_io.ipynb
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp')
+
+def probe_file(path) -> bool:
+    "Read `path` by its kind (NIfTI, image, MATLAB, NumPy) to find a problem (`DataError`); False for a kind it does not know."
+    name = str(path).lower()
+    if name.endswith(('.nii', '.nii.gz')): read_nifti(path)
+    elif name.endswith(IMAGE_SUFFIXES): read_image(path)
+    elif name.endswith('.mat'): read_mat(path)
+    elif name.endswith('.npy'): read_npy(path)
+    else: return False
+    return True
 
 # %% ../nbs/02_io.ipynb
 def cache_dir() -> Path:

@@ -133,6 +133,16 @@ def test_acdc_check_reports_every_broken_patient(tmp_path):
     assert [v.name for v in vols['test']] == ['patient004_ED', 'patient004_ES', 'patient005_ED']
 
 
+def test_acdc_check_names_every_truncated_file(tmp_path):
+    "Three truncated files (an image, its label, another image): all three named, the label although its image failed first."
+    d = D.write_acdc_sample(tmp_path, n_train=3, n_test=2)
+    broken = [d/'training/patient002/patient002_frame01.nii.gz', d/'training/patient002/patient002_frame01_gt.nii.gz',
+              d/'training/patient003/patient003_frame01.nii.gz']
+    for f in broken: f.write_bytes(f.read_bytes()[:40])
+    named = {path for path, _ in problems(check_dataset('acdc', tmp_path))}
+    assert named == {str(f) for f in broken}, named
+
+
 # MSD
 
 def test_msd_check_reports_each_missing_entry_once(tmp_path):

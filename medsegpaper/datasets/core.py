@@ -139,13 +139,18 @@ def data_warning(path, message: str) -> None:
     else: r.warn(path, message)
 
 def each_item(items, read: Callable, files: Callable | None = None) -> list:
-    "`[read(item) for item in items]`; under a check a `DataError` is recorded, the item skipped (`None` in its place)."
+    "`[read(item) for item in items]`; under a check a `DataError` is recorded, the item's other `files` probed, the item skipped (`None`)."
     r, out = active_report(), []
     for it in items:
         if r is None: out.append(read(it)); continue
         if files is not None: r.read(*files(it))
         try: out.append(read(it))
-        except DataError as e: r.error(e.path, e.problem); out.append(None)
+        except DataError as e:
+            r.error(e.path, e.problem); out.append(None)
+            for other in (files(it) if files is not None else ()):
+                if Path(other) == Path(e.path) or not Path(other).is_file(): continue
+                try: probe_file(other)
+                except DataError as e2: r.error(e2.path, e2.problem)
     return out
 
 # %% ../../nbs/03_datasets.core.ipynb
