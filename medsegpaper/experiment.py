@@ -4,9 +4,8 @@
 
 # %% ../nbs/09_experiment.ipynb 2
 from __future__ import annotations
-import ast, difflib, dis, hashlib, inspect, io, json, linecache, math, os, sys, tempfile, textwrap, tokenize, types
+import ast, difflib, dis, hashlib, importlib, inspect, io, json, linecache, math, operator, os, sys, tempfile, textwrap, tokenize, types
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -21,8 +20,9 @@ from .train import claim_checkpoints
 # %% auto 0
 __all__ = ['READERS', 'EXECUTION_OPTIONS', 'SAMPLED_FILES', 'SAMPLE_CHUNK', 'METADATA_SUFFIXES', 'SOURCE_FILES', 'DATA_FOLDERS',
            'NOT_RUN_DEFINING', 'PAPERMILL_NAMES', 'Param', 'check_param', 'ParameterError', 'unknown_parameter',
-           'assigned_names', 'parse_parameters', 'DataRef', 'reader_options', 'files_fingerprint', 'file_fingerprint',
-           'paths_fingerprint', 'data_fingerprint', 'Run', 'Experiment', 'declare', 'experiment', 'notebook_experiment']
+           'assigned_names', 'literal_value', 'parse_parameters', 'DataRef', 'reader_options', 'files_fingerprint',
+           'file_fingerprint', 'paths_fingerprint', 'data_fingerprint', 'Run', 'Experiment', 'declare', 'experiment',
+           'notebook_experiment']
 
 # %% ../nbs/09_experiment.ipynb
 @dataclass
@@ -121,15 +121,29 @@ def assigned_names(src: str) -> list[str] | None:
     body = _assignments(src)
     return None if body is None else [(s.targets[0] if isinstance(s, ast.Assign) else s.target).id for s in body]
 
+_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+               ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+
+def literal_value(node: ast.AST):
+    "The value of a literal, or of arithmetic on number literals (`2 ** 5`, `1 / 3`), read from its syntax tree, never run."
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        a, b = literal_value(node.left), literal_value(node.right)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)) or (isinstance(node.op, ast.Pow) and abs(b) > 64):
+            raise ValueError(f'not arithmetic on numbers: {ast.unparse(node)}')
+        return _ARITHMETIC[type(node.op)](a, b)
+    return ast.literal_eval(node)
+
 def parse_parameters(src: str) -> dict[str, Param]:
     "The parameters a `parameters` cell `src` declares: name -> `Param` with its default and the comment ending its line."
     body = _assignments(src)
     if body is None: raise ValueError(f"a parameters cell must consist of `name = value` lines only; got:\n{src}")
     comments = {t.start[0]: t.string.lstrip('#').strip() for t in tokenize.generate_tokens(io.StringIO(src).readline)
                 if t.type == tokenize.COMMENT}
-    ns = {}
-    exec(compile(src, '<parameters cell>', 'exec'), ns)
-    return {n: Param(ns[n], doc=comments.get(s.end_lineno, '')) for s, n in zip(body, assigned_names(src))}
+    def value(s):
+        try: return literal_value(s.value)
+        except (ValueError, TypeError, ZeroDivisionError):
+            raise ValueError(f"a parameters cell holds literals only (numbers, strings, lists, dicts, arithmetic on numbers); line {s.lineno}: {ast.unparse(s)}") from None
+    return {n: Param(value(s), doc=comments.get(s.end_lineno, '')) for s, n in zip(body, assigned_names(src))}
 
 # %% ../nbs/09_experiment.ipynb
 READERS = {'2d': load_2d, '3d': load_3d, 'items': load_items}
@@ -321,10 +335,6 @@ class Experiment:
 
 # %% ../nbs/09_experiment.ipynb
 PAPERMILL_NAMES = ('PAPERMILL_INPUT_PATH', 'PAPERMILL_OUTPUT_PATH')
-_DECLARING = ContextVar('_DECLARING', default=None)
-
-class _Declared(Exception):
-    def __init__(self, experiment: Experiment): self.experiment = experiment
 
 def declare(params: dict[str, Param], reads=None, **declared: Param) -> Experiment:
     "The `Experiment` of parameters `params` (from the parameters cell) with the notebook's additions `declared`."
@@ -367,7 +377,6 @@ def _namespace_parameters(ns: dict, code: types.CodeType) -> dict[str, Param]:
 
 def experiment(ns: dict, /, reads=None, **declared: Param) -> Run:
     "Check the notebook's parameters in `ns` (its `globals()`) against its parameters cell and `declared`, write them back checked, return the `Run`."
-    if (src := _DECLARING.get()) is not None: raise _Declared(declare(parse_parameters(src), reads, **declared))
     if os.environ.get('IN_TEST') and ns is sys._getframe(1).f_globals: os.chdir(tempfile.mkdtemp(prefix='medsegpaper-test-'))
     history = ns.get('In') if isinstance(ns.get('In'), list) else []
     if found := _history_cells(history, declared): params, injected = parse_parameters(found[0]), found[1]
@@ -379,14 +388,42 @@ def experiment(ns: dict, /, reads=None, **declared: Param) -> Run:
     return run
 
 # %% ../nbs/09_experiment.ipynb
+def _library_imports(tree: ast.Module, where: str) -> dict:
+    "The names the cell's `from medsegpaper... import ...` lines bind, imported; any other import is refused."
+    ns = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or '').split('.')[0] == 'medsegpaper'
+                    and all(a.name != '*' for a in node.names)):
+                raise ValueError(f"{where}: only `from medsegpaper... import name` lines may come before experiment(...); got {ast.unparse(node)!r}")
+            module = importlib.import_module(node.module)
+            ns.update({a.asname or a.name: getattr(module, a.name) for a in node.names})
+    return ns
+
+def _evaluate(node: ast.AST, ns: dict, where: str):
+    "The value of an `experiment(...)` argument from its syntax: constants, containers, imported names, `Param(...)`; nothing else."
+    ev = lambda n: _evaluate(n, ns, where)
+    if isinstance(node, ast.Constant): return node.value
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)): return {ast.Tuple: tuple, ast.List: list, ast.Set: set}[type(node)](map(ev, node.elts))
+    if isinstance(node, ast.Dict) and None not in node.keys: return {ev(k): ev(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub): return -ev(node.operand)
+    if isinstance(node, ast.Name) and node.id in ns: return ns[node.id]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and ns.get(node.func.id) is Param:
+        return Param(*map(ev, node.args), **{k.arg: ev(k.value) for k in node.keywords})
+    raise ValueError(f"{where}: experiment(...) may use only constants, Param(...) and names imported from medsegpaper; got {ast.unparse(node)!r}")
+
 def notebook_experiment(path) -> Experiment:
-    "The `Experiment` notebook `path` declares: its `parameters` cell and the `experiment(...)` call in the next code cell, run without a kernel."
+    "The `Experiment` notebook `path` declares, read from its `parameters` cell and the `experiment(...)` call in the next code cell, executing neither."
     cells = [c for c in json.loads(Path(path).read_text())['cells'] if c['cell_type'] == 'code']
     at = next((i for i, c in enumerate(cells) if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
     if at is None or at + 1 == len(cells): raise ValueError(f"{path}: no code cell tagged 'parameters' followed by a code cell")
-    src, contract = (''.join(cells[i]['source']) for i in (at, at + 1))
-    token = _DECLARING.set(src)
-    try: exec(compile(contract, f'{path} (cell after parameters)', 'exec'), {'__name__': '__experiment__'})
-    except _Declared as d: return d.experiment
-    finally: _DECLARING.reset(token)
-    raise ValueError(f"{path}: the code cell after the parameters cell does not call experiment(...)")
+    src, contract, where = ''.join(cells[at]['source']), ''.join(cells[at + 1]['source']), f'{path} (cell after parameters)'
+    tree = ast.parse(contract, where)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == 'experiment']
+    if len(calls) != 1: raise ValueError(f"{path}: the code cell after the parameters cell must call experiment(...) once; it does {len(calls)} times")
+    ns, call = _library_imports(tree, where), calls[0]
+    declared = {}
+    for k in call.keywords:
+        if k.arg is None: declared.update(_evaluate(k.value, ns, where))
+        else: declared[k.arg] = _evaluate(k.value, ns, where)
+    return declare(parse_parameters(src), declared.pop('reads', None), **declared)
