@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from filelock import FileLock
-from ..core import DEVICES, check_choice, get_device
+from ..core import DEVICES, check_choice, data_root, get_device
 from ..results import ResultsTable, run_id
 from ..datasets import SegDataset2D, load_2d, write_av_sample
 from ..datasets.embedded_oct import OCT_SYNTH_CLASSES
@@ -33,10 +33,10 @@ def vessel_maps(ds: SegDataset2D) -> SegDataset2D:
     return SegDataset2D(ds.images, [(l > 0).astype(np.int64) for l in ds.labels], ['background', 'vessel'], ds.names, ds.masks)
 
 def vessel_data(dataset: str, root=None) -> DataRef:
-    "The training data of the vessel start: AV dataset `dataset` under `root`; `av_sample` is written under `root` first."
+    "The training data of the vessel start: AV dataset `dataset` under `root` (`None`: the data root); `av_sample` is written there first."
     check_choice('vessel dataset', dataset, VESSEL_DATASETS)
     if dataset != 'av_sample': return DataRef(dataset, None if root is None else str(root), {'valid': 'test'})
-    folder = Path(root or 'data')/'av_sample'
+    folder = data_root(root)/'av_sample'
     with FileLock(f'{folder}.lock'):
         if not (folder/'DRIVE_AV').is_dir(): write_av_sample(folder, 'drive_av', n_train=4, n_test=1, size=64)
     return DataRef('drive_av', str(folder), {'valid': 'test'})
