@@ -27,7 +27,7 @@ def test_named_paths_are_found_and_expanded():
                                  'nbs/protocols/av002_cpu.yaml', 'nbs/protocols/av002_full.yaml', 'results/figures/a.png'}
 
 
-@pytest.mark.parametrize('page', ['README.md', 'results/README.md'])
+@pytest.mark.parametrize('page', ['README.md', 'results/README.md', 'results/MEASURED.md'])
 def test_every_path_a_page_names_exists(page):
     text = (REPO/page).read_text()
     names = named_paths(text) | ({f'results/{f}' for f in re.findall(r'`([\w.-]+\.csv)`', text)} if page.startswith('results') else set())
