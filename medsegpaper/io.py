@@ -17,8 +17,8 @@ import tifffile
 # %% auto 0
 __all__ = ['IMAGE_SUFFIXES', 'DataError', 'DataWarning', 'read_nifti', 'write_nifti', 'spacing_from_affine', 'check_finite',
            'check_labels', 'check_shapes', 'check_affines', 'check_partner', 'to_unit', 'read_nifti_pair', 'read_image',
-           'write_image', 'read_mask', 'read_mat', 'write_mat', 'read_npy', 'probe_file', 'cache_dir', 'content_sample',
-           'cache_key', 'cached', 'fsync_folder', 'replace_durably', 'atomic_write', 'LockHeld', 'held_lock']
+           'write_image', 'read_mask', 'read_mat', 'write_mat', 'read_npy', 'fsync_folder', 'replace_durably',
+           'atomic_write', 'probe_file', 'cache_dir', 'content_sample', 'cache_key', 'cached', 'LockHeld', 'held_lock']
 
 # %% ../nbs/02_io.ipynb
 class DataError(ValueError):
@@ -199,6 +199,33 @@ def read_npy(path, mmap_mode: str | None = None) -> np.ndarray:
     except Exception as e: raise DataError(path, f'unreadable .npy file ({type(e).__name__}: {e})') from e
 
 # %% ../nbs/02_io.ipynb
+def fsync_folder(folder):
+    "Flush `folder`'s entries (a rename in it) to disk; a no-op where a folder cannot be opened (Windows)."
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+def replace_durably(src, dst) -> Path:
+    "Rename the written file `src` over `dst`: `src` flushed to disk first and the folder after, so a crash leaves the old file or the new."
+    with open(src, 'rb') as f: os.fsync(f.fileno())
+    os.replace(src, dst)
+    fsync_folder(Path(dst).parent)
+    return Path(dst)
+
+@contextlib.contextmanager
+def atomic_write(path, binary: bool = False, newline: str | None = None):
+    "A new file (UTF-8 text, or `binary`) beside `path` that replaces `path` durably when the block ends, keeping its permissions; removed on an error."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        with open(tmp, 'xb') if binary else open(tmp, 'x', encoding='utf-8', newline=newline) as f: yield f
+        if path.exists(): shutil.copymode(path, tmp)
+        replace_durably(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+# %% ../nbs/02_io.ipynb
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp')
 
 def probe_file(path) -> bool:
@@ -270,7 +297,7 @@ def _write_entry(entry: Path, out):
         for i, a in enumerate(out): np.save(tmp_entry/f'{i}.npy', np.asarray(a), allow_pickle=False)
         (tmp_entry/'n.json').write_text(json.dumps(len(out)))
         if entry.exists(): shutil.rmtree(entry, ignore_errors=True)  # a damaged entry being rebuilt
-        os.replace(tmp_entry, entry)
+        os.replace(tmp_entry, entry); fsync_folder(entry.parent)
     except OSError:  # another process stored the same entry first, or the folder is read-only
         shutil.rmtree(tmp_entry, ignore_errors=True)
 
@@ -283,33 +310,6 @@ def cached(fn, sources, params: dict, folder=None) -> tuple[np.ndarray, ...]:
     out = tuple(fn(**params))
     _write_entry(entry, out)
     return out
-
-# %% ../nbs/02_io.ipynb
-def fsync_folder(folder):
-    "Flush `folder`'s entries (a rename in it) to disk; a no-op where a folder cannot be opened (Windows)."
-    try: fd = os.open(folder, os.O_RDONLY)
-    except OSError: return
-    try: os.fsync(fd)
-    except OSError: pass
-    finally: os.close(fd)
-
-def replace_durably(src, dst) -> Path:
-    "Rename the written file `src` over `dst`: `src` flushed to disk first and the folder after, so a crash leaves the old file or the new."
-    with open(src, 'rb') as f: os.fsync(f.fileno())
-    os.replace(src, dst)
-    fsync_folder(Path(dst).parent)
-    return Path(dst)
-
-@contextlib.contextmanager
-def atomic_write(path, binary: bool = False, newline: str | None = None):
-    "A new file (UTF-8 text, or `binary`) beside `path` that replaces `path` durably when the block ends, keeping its permissions; removed on an error."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
-    try:
-        with open(tmp, 'xb') if binary else open(tmp, 'x', encoding='utf-8', newline=newline) as f: yield f
-        if path.exists(): shutil.copymode(path, tmp)
-        replace_durably(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
 
 # %% ../nbs/02_io.ipynb
 class LockHeld(OSError):
