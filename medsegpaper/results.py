@@ -153,6 +153,10 @@ class ResultsTable:
             if c in df: df[c] = pd.to_datetime(df[c], utc=True, format='ISO8601')
         return df
 
+    def rows_per_run(self) -> dict[str, int]:
+        "The number of rows of each `run_id`, read through the table's integrity check (a garbled table is an error naming it)."
+        return self._read_text()['run_id'].value_counts().to_dict()
+
     def has_run(self, run_id: str) -> bool:
         "Whether the table has a row for `run_id`."
         return run_id in set(self._read_text()['run_id'])

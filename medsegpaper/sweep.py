@@ -127,9 +127,14 @@ def worker_params(protocol: Protocol, run: PlannedRun) -> dict:
     return {**run.params, **{n: str(run_folder(protocol, run.run_id)/f'{n}.csv') for n in protocol.tables}}
 
 def finished_runs(protocol: Protocol) -> set[str]:
-    "Run ids with rows in the protocol's first results table."
-    path = next(iter(protocol.tables.values())).path
-    return set(pd.read_csv(path, usecols=['run_id'], dtype=str).run_id) if path.exists() else set()
+    "Run ids whose rows are in the results tables: in the first, and in each no fewer than the run's own folder holds (where it is kept)."
+    counts = {n: ResultsTable(t.path, t.key).rows_per_run() for n, t in protocol.tables.items()}
+    def complete(rid: str) -> bool:
+        for n, t in protocol.tables.items():
+            mine = run_folder(protocol, rid)/f'{n}.csv'
+            if mine.exists() and counts[n].get(rid, 0) < ResultsTable(mine, t.key).rows_per_run().get(rid, 0): return False
+        return True
+    return {rid for rid in counts[next(iter(protocol.tables))] if complete(rid)}
 
 def merge_run(protocol: Protocol, rid: str) -> int:
     "Merge the rows run `rid` wrote in its folder into the protocol's tables, the first last; returns the number of rows of the first."
@@ -156,14 +161,15 @@ def finished_record(protocol: Protocol, rid: str) -> dict:
     except (FileNotFoundError, json.JSONDecodeError): return {}
 
 def sweep_states(protocol: Protocol, runs: list[PlannedRun], force: bool = False) -> dict[str, dict]:
-    "The status row of each of `runs`: done when in the first results table (unless `force`), failed when invalid, else from the last sweep or pending."
+    "The status row of each of `runs`: done when its rows are in the results tables (unless `force`), failed when invalid, else from the last sweep or pending."
     old = status_table(protocol).read()
     old = {} if old.empty else {r['run_id']: r for r in old.astype(object).fillna('').to_dict('records')}
     done = set() if force else finished_runs(protocol)
     rows = {}
     for r in runs:
         prev = old.get(r.run_id, {})
-        state = 'failed' if r.error else 'done' if r.run_id in done else prev.get('state') or 'pending'
+        last = prev.get('state') or 'pending'  # the status file is a log: 'done' only when the rows are in the tables
+        state = 'failed' if r.error else 'done' if r.run_id in done else 'pending' if last == 'done' else last
         fin = finished_record(protocol, r.run_id) if state == 'done' else {}  # a client killed between merge and record
         rows[r.run_id] = {'run_id': r.run_id, 'state': state, 'attempts': int(prev.get('attempts') or 0),
                           'wall_s': prev.get('wall_s') or fin.get('wall_s', ''), 'error': _excerpt(r.error) or (prev.get('error', '') if state == 'failed' else ''),

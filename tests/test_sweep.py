@@ -125,3 +125,32 @@ def test_slurm_without_sbatch_stops_at_once(tmp_path):
     env = {**os.environ, 'PATH': str(Path(sys.executable).parent)}
     out = sweep('run', proto, '--cluster', 'slurm', env=env)
     assert out.returncode == 1 and "sbatch, which is not on this machine's PATH" in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_done_comes_from_the_results_table_itself(tmp_path):
+    "The status file is a log: a deleted table is merged back from the run folders, a run whose rows and folder are gone runs again, alone; a garbled table is an error naming it."
+    proto = write_protocol(tmp_path, parameters=TINY, grid={'seed': [0, 1, 2]})
+    assert sweep('run', proto, '--workers', '2').returncode == 0
+    table = tmp_path/'scores.csv'
+    rows = pd.read_csv(table, dtype={'run_id': str})
+    assert len(rows) == 3 and set(status(tmp_path).state) == {'done'}
+    first = {rid: (tmp_path/'runs'/rid/'train.ipynb').stat().st_mtime_ns for rid in rows.run_id}
+
+    table.unlink()  # deleted: nothing is done, and every run's folder still holds its rows
+    assert 'pending' in sweep('status', proto).stdout
+    assert sweep('run', proto, '--workers', '2').returncode == 0
+    assert sorted(pd.read_csv(table, dtype={'run_id': str}).run_id) == sorted(rows.run_id)
+    assert {rid: (tmp_path/'runs'/rid/'train.ipynb').stat().st_mtime_ns for rid in rows.run_id} == first  # merged, not rerun
+
+    gone = rows.run_id[1]
+    rows[rows.run_id != gone].to_csv(table, index=False)  # one run's rows lost, and its folder
+    import shutil; shutil.rmtree(tmp_path/'runs'/gone)
+    assert sweep('run', proto, '--workers', '2').returncode == 0
+    again = {rid: (tmp_path/'runs'/rid/'train.ipynb').stat().st_mtime_ns for rid in rows.run_id}
+    assert [rid for rid in rows.run_id if again[rid] != first[rid]] == [gone]
+    assert len(pd.read_csv(table)) == 3
+
+    table.write_text(table.read_text()[:len(table.read_text()) // 2])  # cut mid-row
+    out = sweep('status', proto)
+    assert out.returncode == 1 and f'Results file {table} is unreadable or corrupt' in out.stderr, out.stderr[-2000:]
