@@ -12,6 +12,16 @@ __all__ = ['DEVICE_CHOICES', 'data_parser', 'sweep_parser', 'segae_parser', 'dat
 # %% ../nbs/19_cli.ipynb
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda')  # as `core.DEVICES`, which this module cannot import without numpy
 
+def _count(least: int):
+    "An argparse type: an integer of at least `least` (argparse names the option and exits 2 otherwise)."
+    def parse(text: str) -> int:
+        try: n = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+        if n < least: raise argparse.ArgumentTypeError(f'{n} is below {least}')
+        return n
+    return parse
+_positive, _at_least_0 = _count(1), _count(0)
+
 def data_parser() -> argparse.ArgumentParser:
     "The arguments of `medsegpaper-data`."
     parser = argparse.ArgumentParser(prog='medsegpaper-data', description='Check a downloaded dataset or write a tiny sample of one.')
@@ -33,11 +43,11 @@ def sweep_parser() -> argparse.ArgumentParser:
     run = sub.add_parser('run', help='run every run of the protocol not yet in its results table')
     run.add_argument('protocol', help='protocol YAML')
     where = run.add_mutually_exclusive_group()
-    where.add_argument('--workers', type=int, help='local worker processes (default: the protocol\'s cluster.workers, else one per GPU, else per CPU)')
+    where.add_argument('--workers', type=_positive, help='local worker processes (default: the protocol\'s cluster.workers, else one per GPU, else per CPU)')
     where.add_argument('--scheduler', metavar='ADDRESS', help='address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786')
     where.add_argument('--cluster', choices=['local', 'slurm'], help="'slurm': submit SLURM jobs (dask-jobqueue), set in the protocol's cluster.slurm")
     run.add_argument('--dry-run', action='store_true', help='print the runs and what would run; run nothing')
-    run.add_argument('--retries', type=int, default=2, help='new attempts for a run whose kernel did not start or whose worker was lost (default 2)')
+    run.add_argument('--retries', type=_at_least_0, default=2, help='new attempts for a run whose kernel did not start or whose worker was lost (default 2)')
     run.add_argument('--force', action='store_true', help='run again the runs already in the results table')
     st = sub.add_parser('status', help='print every run of the protocol with its state')
     st.add_argument('protocol', help='protocol YAML')

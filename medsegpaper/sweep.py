@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_sweep.ipynb 2
 from __future__ import annotations
-import contextlib, itertools, json, os, random, sys, uuid
+import contextlib, itertools, json, os, random, sys, uuid, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
@@ -17,10 +17,10 @@ from .cli import sweep_parser
 from .sweep_cluster import FINISHED, execute_run, sweep_client
 
 # %% auto 0
-__all__ = ['PROTOCOL_KEYS', 'STATUS_COLUMNS', 'ERROR_EXCERPT', 'RETRIED', 'Table', 'Protocol', 'load_protocol', 'expand_grid',
-           'PlannedRun', 'protocol_runs', 'plan_runs', 'run_folder', 'worker_params', 'finished_runs', 'merge_run',
-           'status_table', 'finished_record', 'sweep_states', 'status_frame', 'status_counts', 'show_status',
-           'run_sweep', 'sweep_cli']
+__all__ = ['PROTOCOL_KEYS', 'SECTIONS', 'STATUS_COLUMNS', 'ERROR_EXCERPT', 'RETRIED', 'Table', 'Protocol', 'load_protocol',
+           'ProtocolWarning', 'expand_grid', 'PlannedRun', 'protocol_runs', 'plan_runs', 'run_folder', 'worker_params',
+           'finished_runs', 'merge_run', 'status_table', 'finished_record', 'sweep_states', 'status_frame',
+           'status_counts', 'show_status', 'run_sweep', 'sweep_cli']
 
 # %% ../nbs/13_sweep.ipynb
 PROTOCOL_KEYS = ('notebook', 'results', 'parameters', 'grid', 'include', 'exclude', 'out', 'kernel', 'cluster')
@@ -45,29 +45,53 @@ class Protocol:
     kernel: str = 'python3'
     cluster: dict = field(default_factory=dict)
 
+SECTIONS = {'notebook': str, 'results': dict, 'parameters': dict, 'grid': dict, 'include': list, 'exclude': list,
+            'out': str, 'kernel': str, 'cluster': dict}
+
 def _table(name, spec) -> Table:
     if not isinstance(name, str) or not name.isidentifier():  # it names the run folder's CSV and the notebook's parameter
         raise ValueError(f"results: {name!r} must be the name of a notebook parameter (a Python identifier), e.g. results")
     if isinstance(spec, str): return Table(Path(spec).absolute())
-    if not isinstance(spec, dict) or 'path' not in spec or set(spec) - {'path', 'key'}:
+    if not isinstance(spec, dict) or not isinstance(spec.get('path'), str) or set(spec) - {'path', 'key'}:
         raise ValueError(f"results: {name} must be a path or {{path: ..., key: [...]}}, got {spec!r}")
-    return Table(Path(spec['path']).absolute(), tuple(spec.get('key') or ('run_id',)))
+    key = spec.get('key') or ['run_id']
+    if not isinstance(key, list) or not all(isinstance(k, str) for k in key) or 'run_id' not in key:
+        raise ValueError(f"results: {name}: key must be a list of column names holding run_id, e.g. [run_id, image], got {key!r}")
+    return Table(Path(spec['path']).absolute(), tuple(key))
+
+def _yaml(path: Path):
+    "The YAML document in `path`; a syntax error is an error naming the file, line and column."
+    try: return yaml.safe_load(path.read_text(encoding='utf-8'))
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        raise ValueError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+
+def _protocol_problems(spec: dict) -> list[str]:
+    "Every problem of a protocol's sections, each naming its key."
+    problems = [f"unknown key {k!r}; a protocol has: {', '.join(PROTOCOL_KEYS)}" for k in spec if k not in PROTOCOL_KEYS]
+    problems += [f"missing {k}" for k in ('notebook', 'results') if not spec.get(k)]
+    problems += [f"{k}: must be a {t.__name__}, got {type(spec[k]).__name__} {spec[k]!r}" for k, t in SECTIONS.items()
+                 if spec.get(k) is not None and not isinstance(spec[k], t)]
+    for name, values in (spec.get('grid') if isinstance(spec.get('grid'), dict) else {}).items():
+        if values == []: problems.append(f"grid: {name} is an empty list, so the protocol would plan no run")
+    return problems
 
 def load_protocol(path) -> Protocol:
     "The `Protocol` in YAML file `path`; unknown keys and results tables set as parameters are errors naming them."
     path = Path(path)
-    spec = yaml.safe_load(path.read_text())
+    spec = _yaml(path)
     if not isinstance(spec, dict): raise ValueError(f"{path}: a protocol is a mapping with keys {', '.join(PROTOCOL_KEYS)}")
-    if unknown := sorted(set(spec) - set(PROTOCOL_KEYS)):
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; a protocol has: {', '.join(PROTOCOL_KEYS)}")
-    if missing := [k for k in ('notebook', 'results') if not spec.get(k)]: raise ValueError(f"{path}: missing {', '.join(missing)}")
-    if not isinstance(spec['results'], dict): raise ValueError(f"{path}: results must map table names to paths, got {spec['results']!r}")
-    tables = {n: _table(n, s) for n, s in spec['results'].items()}
+    problems, tables = _protocol_problems(spec), {}
+    for n, s in (spec['results'] if isinstance(spec.get('results'), dict) else {}).items():
+        try: tables[n] = _table(n, s)
+        except ValueError as e: problems.append(str(e))
     if len({t.path for t in tables.values()}) < len(tables):
-        raise ValueError(f"{path}: results tables share a file: {', '.join(f'{n}: {t.path}' for n, t in tables.items())}")
-    given = set(spec.get('parameters') or {}) | set(spec.get('grid') or {})
-    if clash := sorted(set(tables) & given):
-        raise ValueError(f"{path}: {', '.join(clash)} set as parameter(s); results tables belong under results:")
+        problems.append(f"results tables share a file: {', '.join(f'{n}: {t.path}' for n, t in tables.items())}")
+    given = [name for k in ('parameters', 'grid') if isinstance(spec.get(k), dict) for name in spec[k]]
+    if clash := sorted(set(tables) & set(given)): problems.append(f"{', '.join(clash)} set as parameter(s); results tables belong under results:")
+    if problems: raise ValueError(f"{path}: " + (problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n- " + '\n- '.join(problems)))
     return Protocol(path, Path(spec['notebook']).absolute(), tables, spec.get('parameters') or {}, spec.get('grid') or {},
                     spec.get('include') or [], spec.get('exclude') or [],
                     Path(spec.get('out') or Path('results')/'runs'/path.stem).absolute(), spec.get('kernel') or 'python3',
@@ -85,6 +109,9 @@ def _zip_axis(group: dict) -> list[dict]:
         raise ValueError(f"grid: zip lists must have equal lengths, got {', '.join(f'{k}: {len(v)}' for k, v in group.items())}")
     return [dict(zip(group, vals)) for vals in zip(*group.values())]
 
+class ProtocolWarning(UserWarning):
+    "Something in a protocol that is allowed but most likely a mistake."
+
 def expand_grid(grid: dict, include=(), exclude=()) -> list[dict]:
     "Every combination of `grid`'s lists (`zip` groups vary together), less points matching an `exclude` entry, plus `include`."
     zips = grid.get('zip') or []
@@ -95,7 +122,10 @@ def expand_grid(grid: dict, include=(), exclude=()) -> list[dict]:
         if not isinstance(e, dict) or (bad := [k for k in e if k not in names]):
             raise ValueError(f"exclude: {e!r} must map grid parameters ({', '.join(names)}) to values")
     points = [{k: v for d in combo for k, v in d.items()} for combo in itertools.product(*axes)]
-    kept = [p for p in points if not any(all(p[k] == v for k, v in e.items()) for e in exclude)]
+    matches = lambda p, e: all(p[k] == v for k, v in e.items())
+    for e in exclude:
+        if not any(matches(p, e) for p in points): warnings.warn(f"exclude: {e!r} matches no grid point (a typo in a value?)", ProtocolWarning, stacklevel=2)
+    kept = [p for p in points if not any(matches(p, e) for e in exclude)]
     return kept + [dict(i) for i in include]
 
 # %% ../nbs/13_sweep.ipynb
@@ -294,9 +324,11 @@ def sweep_cli(argv=None) -> int:
     "`medsegpaper-sweep run PROTOCOL [--workers N | --scheduler ADDRESS | --cluster slurm] [--dry-run] [--retries N] [--force]` | `status PROTOCOL`."
     args = sweep_parser().parse_args(argv)
     try:
-        p = load_protocol(args.protocol)
-        if args.command == 'status': rows = list(sweep_states(p, plan_runs(p)).values())
-        else: rows = run_sweep(p, args.workers, args.scheduler, args.cluster, args.dry_run, args.retries, args.force)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_, **__: print(f'warning: {message}', file=sys.stderr)
+            p = load_protocol(args.protocol)
+            if args.command == 'status': rows = list(sweep_states(p, plan_runs(p)).values())
+            else: rows = run_sweep(p, args.workers, args.scheduler, args.cluster, args.dry_run, args.retries, args.force)
     except (ValueError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

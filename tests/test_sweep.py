@@ -100,12 +100,12 @@ def test_kernel_start_failure_is_retried(tmp_path):
 
 
 def test_slurm_job_script_from_the_protocol():
-    "The full protocol's SLURM settings: one GPU, 8 CPUs and one Dask thread per job, and this environment's python."
+    "The full protocol's SLURM settings: one GPU, 8 CPUs and one Dask thread per job, this environment's python, TLS."
     cluster = slurm_cluster(load_protocol(REPO/'nbs'/'protocols'/'fbr_full.yaml').cluster['slurm'])
     try: script = cluster.job_script()
     finally: cluster.close()
     for line in ('#SBATCH --gres=gpu:1', '#SBATCH --cpus-per-task=8', '#SBATCH --mem=30G', '#SBATCH -t 12:00:00',
-                 f'{Path(sys.executable).parent}/python', '-m distributed.cli.dask_worker tcp://', '--nthreads 1'):
+                 f'{Path(sys.executable).parent}/python', '-m distributed.cli.dask_worker tls://', '--protocol tls://', '--nthreads 1'):
         assert line in script, (line, script)
 
 
