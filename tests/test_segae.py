@@ -110,6 +110,24 @@ def test_batch_command_on_totalsegmentator_sample(tmp_path, capsys):
     assert list(pd.read_csv(tmp_path/'liver.csv').columns) == ['case', 'liver']
 
 
+def test_batch_command_skips_a_broken_case_and_says_so(tmp_path, capsys):
+    "A truncated CT: that case skipped with a warning naming it, the others scored, exit 1; a bad model file: one error line, nothing read."
+    ts = write_totalsegmentator_sample(tmp_path, n=3, size=40, depth=5)
+    ct = ts/'s0001'/'ct.nii.gz'; ct.write_bytes(ct.read_bytes()[:50])
+    model, out = tiny_estimator().save(tmp_path/'segae.pth'), tmp_path/'scores.csv'
+    assert segae_cli([str(ts), '--model', str(model), '--out', str(out)]) == 1
+    captured = capsys.readouterr()
+    assert '2 cases, 3 structures' in captured.out and '1 skipped' in captured.out
+    assert f'warning: {ct}: case s0001 skipped' in captured.err, captured.err
+    assert pd.read_csv(out).case.tolist() == ['s0000', 's0002']
+    (tmp_path/'bad.pth').write_bytes(b'not a model')
+    assert segae_cli([str(ts), '--model', str(tmp_path/'bad.pth'), '--out', str(tmp_path/'x.csv')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'not a SegAE model' in err and err.count('\n') == 1, err
+    assert segae_cli([str(ts), '--model', str(model), '--out', str(tmp_path)]) == 1  # --out a folder: an error, no temp file left
+    assert 'error: ' in capsys.readouterr().err and not list(tmp_path.parent.glob(f'.{tmp_path.name}.*.tmp'))
+
+
 def test_notebook_writes_its_rows(tmp_path, monkeypatch):
     import papermill as pm
     monkeypatch.chdir(REPO)

@@ -337,7 +337,9 @@ class QualityEstimator:
     def load(cls, path, device='cpu') -> 'QualityEstimator':
         "A `QualityEstimator` saved by `save`."
         try: d = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e: raise ValueError(f'{path}: not a SegAE model saved by QualityEstimator.save (or one that could run code): {e}') from e
+        except Exception as e:
+            detail = str(e).partition('WeightsUnpickler error:')[2].strip() or str(e)
+            raise ValueError(f'{path}: not a SegAE model saved by QualityEstimator.save, or one that could run code ({detail.splitlines()[0]})') from None
         model = SegAE(**d['config']); model.load_state_dict(d['state'])
         emb = {**d['embeddings'], 'vectors': {k: v.numpy() for k, v in d['embeddings']['vectors'].items()}}
         return cls(model, TextEmbeddings(**emb), tuple(d['window']), d['size'], device)

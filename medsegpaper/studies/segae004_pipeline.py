@@ -4,7 +4,7 @@
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb 2
 from __future__ import annotations
-import json, os, shutil, sys, tempfile
+import json, os, shutil, sys, tempfile, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from ..train import make_learner, fit
 from fastai.learner import load_model
 from filelock import FileLock
 from .segae004 import *
-from ..io import atomic_write
+from ..io import DataError, DataWarning, atomic_write
 
 # %% auto 0
 __all__ = ['BRAIN_WINDOW', 'SEGAE_DATASETS', 'SEGAE_PARAMS', 'seg_net', 'segment_volume', 'brain_cases',
@@ -216,14 +216,20 @@ def segae_batch(folder,                   # TotalSegmentator-style folder of cas
                 structures=None,          # structures to score; None: every mask of each case
                 canonical: bool = True,   # reorient the files to RAS
                 progress: bool = True,    # show a progress bar over the cases
+                skip_bad: bool = False,   # a case whose files cannot be read: skipped with a `DataWarning` naming it, instead of an error
                ) -> pd.DataFrame:
     "SegAE's score of every structure mask of every case under the TotalSegmentator-style `folder`: one row per case."
     rows = []
     for case in tqdm(totalseg_case_folders(folder), desc='SegAE', unit='case', disable=not progress):
-        img, aff = read_totalseg_ct(case, canonical)
-        row = {'case': case.name}
-        for s in structures or totalseg_structures(case):
-            row[s] = segae_score(img, read_totalseg_mask(case, s, img.shape, aff, canonical), s, est)
+        try:
+            img, aff = read_totalseg_ct(case, canonical)
+            row = {'case': case.name}
+            for s in structures or totalseg_structures(case):
+                row[s] = segae_score(img, read_totalseg_mask(case, s, img.shape, aff, canonical), s, est)
+        except DataError as e:
+            if not skip_bad: raise
+            warnings.warn(DataWarning(e.path, f'case {case.name} skipped: {e.problem}'), stacklevel=2)
+            continue
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -233,13 +239,20 @@ def write_csv_atomic(df: pd.DataFrame, path) -> Path:
     return Path(path)
 
 def segae_cli(argv=None) -> int:
-    "Command line: score every mask of a TotalSegmentator-style folder with a saved SegAE model, one CSV row per case; the exit status."
+    "Command line: score every mask of a TotalSegmentator-style folder with a saved SegAE model, one CSV row per case; exit 1 if a case was skipped or nothing could run."
     a = segae_parser().parse_args(argv)
-    est = QualityEstimator.load(a.model, a.device)
-    df = segae_batch(a.folder, est, [s for s in a.structures.split(',') if s] or None, not a.no_canonical)
-    out = write_csv_atomic(df, a.out)
-    print(f'{len(df)} cases, {df.shape[1] - 1} structures -> {out}')
-    return 0
+    try:
+        est = QualityEstimator.load(a.model, a.device)
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter('always', DataWarning)
+            df = segae_batch(a.folder, est, [s for s in a.structures.split(',') if s] or None, not a.no_canonical, skip_bad=True)
+        out = write_csv_atomic(df, a.out)
+    except (ValueError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    for w in skipped: print(f'warning: {w.message}', file=sys.stderr)
+    print(f'{len(df)} cases, {df.shape[1] - 1} structures -> {out}' + (f'; {len(skipped)} skipped' if skipped else ''))
+    return int(bool(skipped))
 
 # %% ../../nbs/18a_studies.segae004_pipeline.ipynb
 SEGAE_DATASETS = ('brain', 'segae')
