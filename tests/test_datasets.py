@@ -278,3 +278,11 @@ def test_a_read_only_data_folder_is_read_and_left_as_it_was(tmp_path, monkeypatc
     assert all(np.array_equal(a.image, b.image) for a, b in zip(vols, again))
     assert _tree(root) == before
     assert cache_folder.is_dir() == cache and (not cache or any(cache_folder.iterdir()))
+
+
+@pytest.mark.parametrize('name', WITH_SAMPLE)
+def test_a_check_caches_nothing(samples, name, tmp_path, monkeypatch):
+    "`check` reads every file afresh: no reader, not even one taking its options through **kw, stores a cache entry."
+    monkeypatch.setenv('MEDSEGPAPER_CACHE', str(tmp_path/'cache'))
+    assert not D.check_dataset(name, samples).errors
+    assert not (tmp_path/'cache').exists() or not any((tmp_path/'cache').iterdir())

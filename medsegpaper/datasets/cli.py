@@ -21,7 +21,8 @@ __all__ = ['check_dataset', 'layouts_markdown', 'parse_opts', 'data_cli']
 def _load_split(spec, split, root, opts):
     form = next(f for f in ('items', '3d', '2d') if getattr(spec, f'load_{f}'))
     fn = getattr(spec, f'load_{form}')
-    if 'cache' in inspect.signature(fn).parameters: opts = {'cache': False, **opts}
+    params = inspect.signature(fn).parameters  # a reader taking **kw hands them on to one that takes `cache`
+    if 'cache' in params or any(p.kind is p.VAR_KEYWORD for p in params.values()): opts = {'cache': False, **opts}
     return form, {'items': load_items, '3d': load_3d, '2d': load_2d}[form](spec.name, split, root, **opts)
 
 def _empty(labels) -> list[bool]: return [not np.any(l) for l in labels]
