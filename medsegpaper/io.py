@@ -33,11 +33,15 @@ class DataWarning(UserWarning):
         self.path, self.problem = Path(path), problem
         super().__init__(f"{path}: {problem}")
 
+def _not_found(path: Path) -> str:
+    "Why `path`, which is not a readable file, cannot be read: a broken link names its target."
+    return f'a broken link to {os.readlink(path)}' if path.is_symlink() and not path.exists() else 'file not found'
+
 # %% ../nbs/02_io.ipynb
 def read_nifti(path: str | os.PathLike, dtype=None, canonical: bool = False) -> tuple[np.ndarray, np.ndarray]:
     "The voxel array (optionally cast to `dtype`) and 4x4 affine of NIfTI `path`; `canonical` reorients to RAS."
     path = Path(path)
-    if not path.is_file(): raise DataError(path, 'file not found')
+    if not path.is_file(): raise DataError(path, _not_found(path))
     try:
         img = nib.load(path)
         if canonical: img = nib.as_closest_canonical(img)
@@ -123,7 +127,7 @@ def read_nifti_pair(img_path,                # NIfTI image, 3D or 4D (channels l
 def read_image(path, mode: str | None = None) -> np.ndarray:
     "Pixels of the image file `path` as (H,W) or (H,W,C), converted to PIL `mode` if given."
     path = Path(path)
-    if not path.is_file(): raise DataError(path, 'file not found')
+    if not path.is_file(): raise DataError(path, _not_found(path))
     try:
         with warnings.catch_warnings():  # a damaged file is reported as a DataError; Pillow's EXIF warning adds nothing
             warnings.filterwarnings('ignore', 'Corrupt EXIF data', UserWarning)
@@ -158,7 +162,7 @@ def read_mask(path) -> np.ndarray:
 def read_mat(path, keys=None) -> dict[str, np.ndarray]:
     "Variables `keys` (default: all) of the MATLAB v5 or v7.3 file `path`."
     path = Path(path)
-    if not path.is_file(): raise DataError(path, 'file not found')
+    if not path.is_file(): raise DataError(path, _not_found(path))
     try:
         if h5py.is_hdf5(path):
             with h5py.File(path, 'r') as f:
@@ -194,7 +198,7 @@ def write_mat(path, variables: dict, v73: bool = False) -> Path:
 def read_npy(path, mmap_mode: str | None = None) -> np.ndarray:
     "The array in the `.npy` file `path` (no pickles), optionally memory-mapped."
     path = Path(path)
-    if not path.is_file(): raise DataError(path, 'file not found')
+    if not path.is_file(): raise DataError(path, _not_found(path))
     try: return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except Exception as e: raise DataError(path, f'unreadable .npy file ({type(e).__name__}: {e})') from e
 

@@ -44,6 +44,15 @@ def test_totalseg_check_reports_missing_cases_bad_masks_and_overlaps(tmp_path):
     assert len(rep.files) == 4 * 4  # s0000, s0002, s0003 of train and s0004 of val, 4 files each (s0002's too: read, found broken)
 
 
+def test_totalseg_ct_that_is_a_broken_link_is_an_error(tmp_path):
+    "Without meta.csv the cases are the folders holding ct.nii.gz: one that is a broken link is named, not dropped."
+    import os
+    d = D.write_totalsegmentator_sample(tmp_path, n=6, size=16, depth=4)
+    (d/'meta.csv').unlink(missing_ok=True)
+    ct = d/'s0002'/'ct.nii.gz'; ct.unlink(); os.symlink(tmp_path/'nowhere.nii.gz', ct)
+    assert problems(check_dataset('totalsegmentator', tmp_path)) == [(str(ct), f'a broken link to {tmp_path/"nowhere.nii.gz"}')]
+
+
 def test_totalseg_overlap_rules(tmp_path):
     d = D.write_totalsegmentator_sample(tmp_path, n=3)
     _mask(d, 's0000', 'spleen', np.ones((12, 12, 4), np.uint8))

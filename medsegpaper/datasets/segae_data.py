@@ -159,7 +159,8 @@ register_dataset('segae', load_2d=_segae_2d, load_3d=_segae_3d, write_sample=wri
 # %% ../../nbs/03n_datasets.segae_data.ipynb
 def totalseg_case_folders(folder) -> list[Path]:
     "The case folders (holding ct.nii.gz) of a TotalSegmentator-style `folder`, sorted."
-    cases = sorted(p for p in Path(folder).iterdir() if (p/'ct.nii.gz').is_file()) if Path(folder).is_dir() else []
+    ct = lambda p: (p/'ct.nii.gz').is_file() or (p/'ct.nii.gz').is_symlink()  # a broken link is a case that fails when read
+    cases = sorted(p for p in Path(folder).iterdir() if ct(p)) if Path(folder).is_dir() else []
     if not cases: raise DataError(folder, 'no <case>/ct.nii.gz folders (layout: <case>/ct.nii.gz, <case>/segmentations/<structure>.nii.gz)')
     return cases
 

@@ -84,7 +84,7 @@ def read_totalseg_case(case,                  # the case folder, holding ct.nii.
 
 # %% ../../nbs/03i_datasets.totalseg.ipynb
 def _totalseg_cases(split, d, seed):
-    cases = {p.name: p for p in sorted(d.iterdir()) if (p/'ct.nii.gz').is_file()}
+    cases = {p.name: p for p in sorted(d.iterdir()) if (p/'ct.nii.gz').is_file() or (p/'ct.nii.gz').is_symlink()}  # a broken link fails when read
     if not cases: raise DataError(d, 'no <case>/ct.nii.gz folders')
     meta = d/'meta.csv'
     if meta.is_file():
