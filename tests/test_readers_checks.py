@@ -53,6 +53,17 @@ def test_totalseg_ct_that_is_a_broken_link_is_an_error(tmp_path):
     assert problems(check_dataset('totalsegmentator', tmp_path)) == [(str(ct), f'a broken link to {tmp_path/"nowhere.nii.gz"}')]
 
 
+def test_totalseg_class_index_means_one_structure_in_every_split(tmp_path):
+    "The class table is the union over every case of the dataset; a validation case lacking kidney_left is reported, not renumbered."
+    d = D.write_totalsegmentator_sample(tmp_path, n=5, size=16, depth=4)
+    missing = d/'s0003'/'segmentations'/'kidney_left.nii.gz'  # s0003 validates (meta.csv)
+    missing.unlink()
+    assert {split: tuple(load_2d('totalsegmentator', split, tmp_path, cache=False).classes) for split in ('train', 'test')} == \
+           dict.fromkeys(('train', 'test'), ('background', 'kidney_left', 'liver', 'spleen'))
+    found = problems(check_dataset('totalsegmentator', tmp_path))
+    assert len(found) == 1 and str(missing) in found[0][1], found
+
+
 def test_totalseg_overlap_rules(tmp_path):
     d = D.write_totalsegmentator_sample(tmp_path, n=3)
     _mask(d, 's0000', 'spleen', np.ones((12, 12, 4), np.uint8))

@@ -14,7 +14,7 @@ from .embedded import *
 
 # %% auto 0
 __all__ = ['OVERLAP_RULES', 'mask_voxels', 'merge_masks', 'overlap_text', 'totalseg_structures', 'read_totalseg_case',
-           'write_totalsegmentator_sample']
+           'dataset_structures', 'write_totalsegmentator_sample']
 
 # %% ../../nbs/03i_datasets.totalseg.ipynb
 OVERLAP_RULES = {'last': 'the later structure wins', 'first': 'the earlier structure wins', 'error': 'an overlap is an error'}
@@ -109,6 +109,12 @@ def _report_overlaps(d, split, read, structures, overlap):
     data_warning(d, f'{len(hit)} of {len(read)} cases of split {split!r} have voxels in two structure masks, merged by overlap={overlap!r} '
                     f'({OVERLAP_RULES[overlap]}): {listed}' + (f' and {len(hit) - 10} more' if len(hit) > 10 else ''))
 
+def dataset_structures(d: Path) -> list[str]:
+    "The sorted union of the structures of every case under `d`, whatever its split: one class table, so a class index means one structure everywhere."
+    cases = [p for p in sorted(d.iterdir()) if (p/'segmentations').is_dir()]
+    if not cases: raise DataError(d, 'no <case>/segmentations folders')
+    return sorted({p.name[:-len('.nii.gz')] for c in cases for p in (c/'segmentations').glob('*.nii.gz')})
+
 def _totalseg_load(split, root, structures=None, max_cases=None, seed=0, canonical=True, spacing=None, intensity_range=None,
                    overlap='last', cache=True):
     check_choice('overlap', overlap, OVERLAP_RULES)
@@ -117,7 +123,7 @@ def _totalseg_load(split, root, structures=None, max_cases=None, seed=0, canonic
     if not cases:
         problem(d, f'no cases in split {split!r}')
         return [], ['background', *(structures or [])]
-    structures = list(structures or totalseg_structures(cases[0]))
+    structures = list(structures or dataset_structures(d))
     def read(c):
         params = dict(case=str(c), structures=structures, canonical=canonical, spacing=spacing, intensity_range=intensity_range, overlap=overlap)
         img, lbl, sp, shared = cached(_totalseg_arrays, _case_files(c, structures), params, reader_cache(cache))
