@@ -128,6 +128,17 @@ def test_batch_command_skips_a_broken_case_and_says_so(tmp_path, capsys):
     assert 'error: ' in capsys.readouterr().err and not list(tmp_path.parent.glob(f'.{tmp_path.name}.*.tmp'))
 
 
+def test_batch_command_warns_about_structures_the_model_never_saw(tmp_path, capsys):
+    "A model trained on the liver alone scores kidney and spleen with a warning for each, once; the record survives save and load."
+    from dataclasses import replace
+    ts = write_totalsegmentator_sample(tmp_path, n=2, size=40, depth=5)
+    model = replace(tiny_estimator(), trained_on=('liver',)).save(tmp_path/'segae.pth')
+    assert QualityEstimator.load(model).trained_on == ('liver',)
+    assert segae_cli([str(ts), '--model', str(model), '--out', str(tmp_path/'s.csv')]) == 0
+    warned = [l for l in capsys.readouterr().err.splitlines() if l.startswith('warning: ')]
+    assert warned == [f"warning: SegAE was not trained on {s!r} (trained on: liver): its scores of it are extrapolated" for s in ('kidney_left', 'spleen')]
+
+
 def test_notebook_writes_its_rows(tmp_path, monkeypatch):
     import papermill as pm
     monkeypatch.chdir(REPO)

@@ -315,6 +315,11 @@ class QualityEstimator:
     window: tuple = CT_WINDOW
     size: int = 256
     device: str = 'cpu'
+    trained_on: tuple = ()  # the structures it was trained with (empty: not recorded)
+
+    def knows(self, structure) -> bool:
+        "Whether `structure` is one it was trained with (True when that was not recorded)."
+        return not self.trained_on or normalise_name(structure) in {normalise_name(s) for s in self.trained_on}
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, structure) -> np.ndarray:
@@ -325,10 +330,11 @@ class QualityEstimator:
         return m(inputs.to(dev), e).float().reshape(-1).cpu().numpy()
 
     def save(self, path) -> Path:
-        "Save weights, model configuration, embeddings, window and size to `path`."
+        "Save weights, model configuration, embeddings, window, size and the structures it was trained with to `path`."
         te = self.embeddings
         with atomic_write(path, binary=True) as f:
             torch.save(dict(state=self.model.state_dict(), config=self.model.config, window=list(self.window), size=self.size,
+                            trained_on=list(self.trained_on),
                             embeddings=dict(vectors={k: torch.tensor(np.asarray(v)) for k, v in te.vectors.items()}, names=te.names,
                                             source=te.source, dim=te.dim)), f)
         return Path(path)
@@ -342,7 +348,7 @@ class QualityEstimator:
             raise ValueError(f'{path}: not a SegAE model saved by QualityEstimator.save, or one that could run code ({detail.splitlines()[0]})') from None
         model = SegAE(**d['config']); model.load_state_dict(d['state'])
         emb = {**d['embeddings'], 'vectors': {k: v.numpy() for k, v in d['embeddings']['vectors'].items()}}
-        return cls(model, TextEmbeddings(**emb), tuple(d['window']), d['size'], device)
+        return cls(model, TextEmbeddings(**emb), tuple(d['window']), d['size'], device, tuple(d.get('trained_on', ())))
 
 def score_slices(mask: np.ndarray, max_slices: int = 10) -> np.ndarray:
     "The axial slices of a (D,H,W) mask that are scored: those with foreground, at most `max_slices` evenly spaced."

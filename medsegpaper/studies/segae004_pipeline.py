@@ -219,12 +219,15 @@ def segae_batch(folder,                   # TotalSegmentator-style folder of cas
                 skip_bad: bool = False,   # a case whose files cannot be read: skipped with a `DataWarning` naming it, instead of an error
                ) -> pd.DataFrame:
     "SegAE's score of every structure mask of every case under the TotalSegmentator-style `folder`: one row per case."
-    rows = []
+    rows, unseen = [], set()
     for case in tqdm(totalseg_case_folders(folder), desc='SegAE', unit='case', disable=not progress):
         try:
             img, aff = read_totalseg_ct(case, canonical)
             row = {'case': case.name}
             for s in structures or totalseg_structures(case):
+                if not est.knows(s) and s not in unseen:
+                    unseen.add(s)
+                    warnings.warn(f'SegAE was not trained on {s!r} (trained on: {", ".join(est.trained_on)}): its scores of it are extrapolated', stacklevel=2)
                 row[s] = segae_score(img, read_totalseg_mask(case, s, img.shape, aff, canonical), s, est)
         except DataError as e:
             if not skip_bad: raise
@@ -243,14 +246,15 @@ def segae_cli(argv=None) -> int:
     a = segae_parser().parse_args(argv)
     try:
         est = QualityEstimator.load(a.model, a.device)
-        with warnings.catch_warnings(record=True) as skipped:
-            warnings.simplefilter('always', DataWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
             df = segae_batch(a.folder, est, [s for s in a.structures.split(',') if s] or None, not a.no_canonical, skip_bad=True)
         out = write_csv_atomic(df, a.out)
     except (ValueError, OSError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    for w in skipped: print(f'warning: {w.message}', file=sys.stderr)
+    for w in caught: print(f'warning: {w.message}', file=sys.stderr)
+    skipped = [w for w in caught if issubclass(w.category, DataWarning)]
     print(f'{len(df)} cases, {df.shape[1] - 1} structures -> {out}' + (f'; {len(skipped)} skipped' if skipped else ''))
     return int(bool(skipped))
 
@@ -312,7 +316,8 @@ def run_segae(p: dict, run_dir, progress: bool = False) -> dict:
                               QualityItems(items['valid'], emb.table(ids), p['img_size']), p['batch_size'], p['seed'], p['device'])
     model = SegAE(emb.dim, p['backbone'], p['width'], weights=p['weights'] or None)
     learn = train_segae(model, dls, p['epochs'], p['lr'], p['weight_decay'], run_dir, p['device'], progress)
-    est = QualityEstimator(learn.model, emb, win, p['img_size'], p['device'])
+    trained_on = tuple(sorted({emb.names.get(i, str(i)) for i in {i.class_id for i in items['train']}}))
+    est = QualityEstimator(learn.model, emb, win, p['img_size'], p['device'], trained_on)
     est.save(run_dir/'segae.pth')
     valid_r = [float(v[-1]) for v in learn.recorder.values]
     masks = mask_table(est, cases['test'])
