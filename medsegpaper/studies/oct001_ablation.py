@@ -112,7 +112,7 @@ def oct_data(params: dict) -> DataRef:
 def _start(p: dict, device, progress) -> tuple:
     if p['init_file']: return p['init_file'], {}
     if p['init'] == 'scratch': return None, {}
-    return vessel_checkpoint(p['vessel_dir'], p['head'], p['width'], p['vessel_dataset'], p['vessel_data_root'] or None,
+    return vessel_checkpoint(p['vessel_dir'], p['head'], p['width'], p['vessel_dataset'], p['vessel_data_root'] or p['data_root'] or None,
                              p['vessel_iters'], p['vessel_scale'], p['vessel_crop'], p['seed'], device, progress)
 
 def oct_ablation(run: Run, device='cpu', progress: bool = False) -> dict:
