@@ -94,6 +94,8 @@ def _check_paths(name: str, v):
     elif missing := [str(f) for f in v if not Path(f).exists()]: raise ValueError(f"{name}: no file or folder at {', '.join(missing)}")
 
 # %% ../nbs/09_experiment.ipynb
+def _is_table(name: str) -> bool: return name == 'results' or name.endswith('_results')  # a results-table parameter
+
 class ParameterError(ValueError):
     "Every invalid or unknown parameter of a run at once; `problems` maps each name to what is wrong."
     def __init__(self, problems: dict):
@@ -308,6 +310,8 @@ class Experiment:
             try:
                 if n not in self.params: raise ValueError(unknown_parameter(n, self.params))
                 checked[n] = check_param(n, v, self.params[n])
+                if _is_table(n) and isinstance(v, str) and Path(v).is_dir():
+                    raise ValueError(f"{n}: {v} is a folder; a results table is a CSV file, e.g. {Path(v)/'scores.csv'}")
             except ValueError as e: problems[n] = str(e)
         ref = None
         if not problems:
