@@ -15,7 +15,6 @@ from .io import content_sample
 from .results import canonical_json, run_id, track_run
 from .datasets.core import DATASETS, dataset_dir, load_2d, load_3d, load_items
 from .datasets.embedded import brain_files
-from .train import claim_checkpoints
 
 # %% auto 0
 __all__ = ['READERS', 'EXECUTION_OPTIONS', 'SAMPLED_FILES', 'SAMPLE_CHUNK', 'METADATA_SUFFIXES', 'SOURCE_FILES', 'DATA_FOLDERS',
@@ -279,6 +278,7 @@ class Run:
     def checkpoints(self, checkpoint_dir, folder=None) -> Path | None:
         "`folder`, else `<checkpoint_dir>/<run_id>`, claimed for this run's parameters and data (`claim_checkpoints`); `None` if both are empty."
         if not (folder or checkpoint_dir): return None
+        from medsegpaper.train import claim_checkpoints  # fastai: loaded by a run that keeps checkpoints, not by planning
         return claim_checkpoints(Path(folder or Path(checkpoint_dir)/self.run_id),
                                  {'run_id': self.run_id, 'params': self.identity, 'data': self.fingerprint})
 

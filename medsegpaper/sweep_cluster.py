@@ -4,36 +4,38 @@
 
 # %% ../nbs/13a_sweep_cluster.ipynb 2
 from __future__ import annotations
-import json, os, shutil, socket, time, uuid, warnings
+import functools, json, os, shutil, socket, time, uuid, warnings
 from contextlib import contextmanager
 from pathlib import Path
-import nbformat
-import papermill as pm
-from jupyter_client.manager import AsyncKernelManager
 from .io import atomic_write
-from jupyter_core.paths import jupyter_runtime_dir
-from traitlets import default
 
 # %% auto 0
-__all__ = ['FINISHED', 'THREAD_VARIABLES', 'LOCALHOST', 'IPCKernelManager', 'cells_started', 'environ', 'kernel_threads',
+__all__ = ['FINISHED', 'THREAD_VARIABLES', 'LOCALHOST', 'ipc_kernel_manager', 'cells_started', 'environ', 'kernel_threads',
            'execute_run', 'visible_gpus', 'worker_environments', 'local_cluster', 'slurm_cluster', 'tls_security',
            'sweep_client']
 
 # %% ../nbs/13a_sweep_cluster.ipynb
 FINISHED = 'finished.json'
 
-class IPCKernelManager(AsyncKernelManager):
-    "A Jupyter kernel manager whose kernels listen on Unix sockets of their own in the private runtime folder, not on TCP ports."
-    @default('transport')
-    def _default_transport(self): return 'ipc'
+@functools.lru_cache(maxsize=None)
+def ipc_kernel_manager() -> type:
+    "A Jupyter kernel manager class whose kernels listen on Unix sockets of their own in the private runtime folder, not on TCP ports."
+    from jupyter_client.manager import AsyncKernelManager  # imported by a run, not by planning
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
+    class IPCKernelManager(AsyncKernelManager):
+        @default('transport')
+        def _default_transport(self): return 'ipc'
 
-    @default('ip')
-    def _default_ip(self):  # without it: kernel-ipc-<n> in the working folder, shared by concurrent kernels
-        runtime = Path(jupyter_runtime_dir()); runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return str(runtime/f'kernel-{uuid.uuid4().hex[:12]}-ipc')
+        @default('ip')
+        def _default_ip(self):  # without it: kernel-ipc-<n> in the working folder, shared by concurrent kernels
+            runtime = Path(jupyter_runtime_dir()); runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return str(runtime/f'kernel-{uuid.uuid4().hex[:12]}-ipc')
+    return IPCKernelManager
 
 def cells_started(path) -> bool:
     "Whether papermill's output notebook `path` shows any cell started (no file or an unreadable one: none)."
+    import nbformat
     try: nb = nbformat.read(str(path), as_version=4)
     except Exception: return False
     return any(c.get('metadata', {}).get('papermill', {}).get('start_time') for c in nb.cells)
@@ -77,12 +79,13 @@ def execute_run(notebook,                   # the notebook to run
     out, t0 = folder/Path(notebook).name, time.perf_counter()
     info = lambda state, error='': {'state': state, 'error': error, 'wall_s': round(time.perf_counter() - t0, 3),
                                     'notebook': str(out), 'host': socket.gethostname()}
+    import nbformat, papermill as pm
     n = kernel_threads(threads)
     try:
         with environ(**{v: n for v in THREAD_VARIABLES}), warnings.catch_warnings():
             warnings.simplefilter('ignore', nbformat.validator.MissingIDFieldWarning)  # papermill's injected cell has no id
             pm.execute_notebook(str(notebook), str(out), parameters=params, kernel_name=kernel, cwd=cwd,
-                                progress_bar=False, log_output=False, kernel_manager_class=IPCKernelManager)
+                                progress_bar=False, log_output=False, kernel_manager_class=ipc_kernel_manager())
     except pm.PapermillExecutionError as e: return info('failed', f'{e.ename}: {e.evalue}')
     except Exception as e: return info('failed' if cells_started(out) else 'start_failed', f'{type(e).__name__}: {e}')
     res = info('done')
