@@ -99,9 +99,9 @@ def test_kernel_start_failure_is_retried(tmp_path):
     assert sorted(pd.read_csv(tmp_path/'scores.csv').y) == [2, 4]
 
 
-def test_slurm_job_script_from_the_protocol():
+def test_slurm_job_script_from_the_protocol(tmp_path):
     "The full protocol's SLURM settings: one GPU, 8 CPUs and one Dask thread per job, this environment's python, TLS."
-    cluster = slurm_cluster(load_protocol(REPO/'nbs'/'protocols'/'fbr_full.yaml').cluster['slurm'])
+    cluster = slurm_cluster(load_protocol(REPO/'nbs'/'protocols'/'fbr_full.yaml').cluster['slurm'], tmp_path)
     try: script = cluster.job_script()
     finally: cluster.close()
     for line in ('#SBATCH --gres=gpu:1', '#SBATCH --cpus-per-task=8', '#SBATCH --mem=30G', '#SBATCH -t 12:00:00',
@@ -109,11 +109,11 @@ def test_slurm_job_script_from_the_protocol():
         assert line in script, (line, script)
 
 
-def test_slurm_settings_from_dask_config():
+def test_slurm_settings_from_dask_config(tmp_path):
     "Without a cluster: section the settings come from dask's jobqueue.slurm configuration."
     with dask.config.set({'jobqueue.slurm.queue': 'long', 'jobqueue.slurm.cores': 2, 'jobqueue.slurm.memory': '8GB',
                           'jobqueue.slurm.job-extra-directives': ['--constraint=a100']}):
-        cluster = slurm_cluster()
+        cluster = slurm_cluster(shared_dir=tmp_path)
         try: script = cluster.job_script()
         finally: cluster.close()
     for line in ('#SBATCH -p long', '#SBATCH --cpus-per-task=2', '#SBATCH --mem=8G', '#SBATCH --constraint=a100', '--nworkers 2'):
