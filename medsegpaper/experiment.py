@@ -295,7 +295,7 @@ class Experiment:
     def defines_run(self, name: str) -> bool:
         "Whether parameter `name` is part of the run identity."
         p = self.params[name]
-        return p.identity if p.identity is not None else name not in NOT_RUN_DEFINING and not name.endswith('_results')
+        return p.identity if p.identity is not None else name not in NOT_RUN_DEFINING and not _is_table(name)
 
     def _data(self, checked: dict) -> DataRef | None:
         if self.reads is None: return None
