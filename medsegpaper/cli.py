@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_cli.ipynb 3
 from __future__ import annotations
-import argparse
+import argparse, importlib, sys
 
 # %% auto 0
 __all__ = ['DEVICE_CHOICES', 'data_parser', 'sweep_parser', 'segae_parser', 'data_main', 'sweep_main', 'segae_main']
@@ -22,25 +22,31 @@ def _count(least: int):
     return parse
 _positive, _at_least_0 = _count(1), _count(0)
 
+def _debug_option() -> argparse.ArgumentParser:
+    "The options every command takes: `--debug`."
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument('--debug', action='store_true', help='on an error, show the traceback instead of one error line')
+    return p
+
 def data_parser() -> argparse.ArgumentParser:
     "The arguments of `medsegpaper-data`."
     parser = argparse.ArgumentParser(prog='medsegpaper-data', description='Check a downloaded dataset or write a tiny sample of one.')
     sub = parser.add_subparsers(dest='command', required=True)
-    chk = sub.add_parser('check', help='read every file of a dataset and report every problem')
+    chk = sub.add_parser('check', parents=[_debug_option()], help='read every file of a dataset and report every problem')
     chk.add_argument('name', help='a dataset name (`medsegpaper-data list` prints them all)')
     chk.add_argument('--root', help='data root (default: $MEDSEGPAPER_DATA or ./data)')
     chk.add_argument('--json', action='store_true', help='print the report as JSON')
     chk.add_argument('--opt', action='append', metavar='KEY=VALUE', help="a reader option, e.g. --opt \"lesions=('MA','HE')\" (repeatable)")
-    smp = sub.add_parser('sample', help='write a tiny dataset in the real layout')
+    smp = sub.add_parser('sample', parents=[_debug_option()], help='write a tiny dataset in the real layout')
     smp.add_argument('name'); smp.add_argument('dir')
-    sub.add_parser('list', help='print every dataset with its layout and source')
+    sub.add_parser('list', parents=[_debug_option()], help='print every dataset with its layout and source')
     return parser
 
 def sweep_parser() -> argparse.ArgumentParser:
     "The arguments of `medsegpaper-sweep`."
     parser = argparse.ArgumentParser(prog='medsegpaper-sweep', description='Run the grid of an experiment protocol on Dask, resuming where it stopped.')
     sub = parser.add_subparsers(dest='command', required=True)
-    run = sub.add_parser('run', help='run every run of the protocol not yet in its results table')
+    run = sub.add_parser('run', parents=[_debug_option()], help='run every run of the protocol not yet in its results table')
     run.add_argument('protocol', help='protocol YAML')
     where = run.add_mutually_exclusive_group()
     where.add_argument('--workers', type=_positive, help='local worker processes (default: the protocol\'s cluster.workers, else one per GPU, else per CPU)')
@@ -49,13 +55,14 @@ def sweep_parser() -> argparse.ArgumentParser:
     run.add_argument('--dry-run', action='store_true', help='print the runs and what would run; run nothing')
     run.add_argument('--retries', type=_at_least_0, default=2, help='new attempts for a run whose kernel did not start or whose worker was lost (default 2)')
     run.add_argument('--force', action='store_true', help='run again the runs already in the results table')
-    st = sub.add_parser('status', help='print every run of the protocol with its state')
+    run.add_argument('--yes', action='store_true', help='run a protocol that plans more than 10,000 runs (sweep.PLAN_LIMIT)')
+    st = sub.add_parser('status', parents=[_debug_option()], help='print every run of the protocol with its state')
     st.add_argument('protocol', help='protocol YAML')
     return parser
 
 def segae_parser() -> argparse.ArgumentParser:
     "The arguments of `medsegpaper-segae`."
-    p = argparse.ArgumentParser(prog='medsegpaper-segae', description='Predict the Dice of every structure mask of every case '
+    p = argparse.ArgumentParser(prog='medsegpaper-segae', parents=[_debug_option()], description='Predict the Dice of every structure mask of every case '
                                 '(<case>/ct.nii.gz, <case>/segmentations/<structure>.nii.gz) with a trained SegAE model.')
     p.add_argument('folder', help='folder of case folders')
     p.add_argument('--model', required=True, help='SegAE model file saved by QualityEstimator.save (the segae.pth of a run)')
@@ -66,20 +73,26 @@ def segae_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/19_cli.ipynb
+def _guarded(parser: argparse.ArgumentParser, module: str, name: str, argv) -> int:
+    "Parse `argv`, then run `module.name(argv)`: an unexpected exception is one `error:` line and exit 1 (its traceback with `--debug`), Ctrl-C exit 130."
+    debug = parser.parse_args(argv).debug
+    try: return getattr(importlib.import_module(module), name)(argv)
+    except KeyboardInterrupt:
+        print('error: interrupted', file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug: raise
+        print(f'error: {type(e).__name__}: {e} (--debug shows the traceback)', file=sys.stderr)
+        return 1
+
 def data_main(argv=None) -> int:
     "`medsegpaper-data`: parse, then run `datasets.cli.data_cli`; the exit status."
-    data_parser().parse_args(argv)
-    from medsegpaper.datasets.cli import data_cli
-    return data_cli(argv)
+    return _guarded(data_parser(), 'medsegpaper.datasets.cli', 'data_cli', argv)
 
 def sweep_main(argv=None) -> int:
     "`medsegpaper-sweep`: parse, then run `sweep.sweep_cli`; the exit status."
-    sweep_parser().parse_args(argv)
-    from medsegpaper.sweep import sweep_cli
-    return sweep_cli(argv)
+    return _guarded(sweep_parser(), 'medsegpaper.sweep', 'sweep_cli', argv)
 
 def segae_main(argv=None) -> int:
     "`medsegpaper-segae`: parse, then run `studies.segae004_pipeline.segae_cli`; the exit status."
-    segae_parser().parse_args(argv)
-    from medsegpaper.studies.segae004_pipeline import segae_cli
-    return segae_cli(argv)
+    return _guarded(segae_parser(), 'medsegpaper.studies.segae004_pipeline', 'segae_cli', argv)

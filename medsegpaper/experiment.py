@@ -20,8 +20,8 @@ from .datasets.embedded import brain_files
 __all__ = ['READERS', 'EXECUTION_OPTIONS', 'SAMPLED_FILES', 'SAMPLE_CHUNK', 'METADATA_SUFFIXES', 'SOURCE_FILES', 'DATA_FOLDERS',
            'NOT_RUN_DEFINING', 'PAPERMILL_NAMES', 'Param', 'check_param', 'ParameterError', 'unknown_parameter',
            'assigned_names', 'literal_value', 'parse_parameters', 'DataRef', 'reader_options', 'files_fingerprint',
-           'file_fingerprint', 'paths_fingerprint', 'data_fingerprint', 'Run', 'Experiment', 'declare', 'experiment',
-           'notebook_experiment']
+           'file_fingerprint', 'paths_fingerprint', 'data_fingerprint', 'cached_fingerprint', 'content_fingerprint',
+           'Run', 'Experiment', 'declare', 'experiment', 'notebook_experiment']
 
 # %% ../nbs/09_experiment.ipynb
 @dataclass
@@ -249,6 +249,18 @@ def data_fingerprint(ref: DataRef) -> dict:
     if (found := _source_files(ref, opts)) is not None: fp.update(files_fingerprint(*found))
     return {**fp, 'hash': hashlib.sha1(canonical_json(fp).encode()).hexdigest()[:16]}
 
+def cached_fingerprint(ref: DataRef, cache: dict | None = None) -> dict:
+    "`data_fingerprint(ref)`, kept in `cache` under the dataset, resolved data root, options and reader."
+    key = canonical_json([ref.name, str(data_root(ref.root).resolve()), ref.opts, ref.dim])
+    if cache is None: return data_fingerprint(ref)
+    if key not in cache: cache[key] = data_fingerprint(ref)
+    return cache[key]
+
+def content_fingerprint(value) -> str:
+    "The fingerprint a file parameter's `value` stands for in the run identity: of a file, of a list of files and folders, or '' when empty."
+    if not value: return ''
+    return (paths_fingerprint if isinstance(value, list) else file_fingerprint)(value)
+
 # %% ../nbs/09_experiment.ipynb
 NOT_RUN_DEFINING = ('device', 'data_root', 'data_dir', 'checkpoint_dir', 'workers', 'num_workers', 'results')
 
@@ -303,15 +315,19 @@ class Experiment:
                if isinstance(self.reads, str) else self.reads(checked))
         return replace(ref, opts=reader_options(ref))
 
+    def check_value(self, name: str, value):
+        "`value` of parameter `name` checked and coerced (`check_param`); an unknown name or a results table that is a folder is a `ValueError`."
+        if name not in self.params: raise ValueError(unknown_parameter(name, self.params))
+        v = check_param(name, value, self.params[name])
+        if _is_table(name) and isinstance(v, str) and Path(v).is_dir():
+            raise ValueError(f"{name}: {v} is a folder; a results table is a CSV file, e.g. {Path(v)/'scores.csv'}")
+        return v
+
     def check(self, values: dict) -> tuple[dict, DataRef | None]:
         "The defaults updated with `values`, checked and coerced, and the data they name; a `ParameterError` lists every problem."
         checked, problems = {}, {}
         for n, v in {**self.defaults, **values}.items():
-            try:
-                if n not in self.params: raise ValueError(unknown_parameter(n, self.params))
-                checked[n] = check_param(n, v, self.params[n])
-                if _is_table(n) and isinstance(v, str) and Path(v).is_dir():
-                    raise ValueError(f"{n}: {v} is a folder; a results table is a CSV file, e.g. {Path(v)/'scores.csv'}")
+            try: checked[n] = self.check_value(n, v)
             except ValueError as e: problems[n] = str(e)
         ref = None
         if not problems:
@@ -326,15 +342,10 @@ class Experiment:
         "Check the defaults updated with `values` and fix the `Run`, without running anything; `fingerprints` caches data fingerprints across calls."
         checked, ref = self.check(values or {})
         identity = {n: v for n, v in checked.items() if self.defines_run(n)}
-        for n in [n for n in identity if self.params[n].file]:
-            if v := checked[n]: identity[f'{n}_fingerprint'] = (paths_fingerprint if isinstance(v, list) else file_fingerprint)(identity.pop(n))
-            else: identity[f'{n}_fingerprint'] = ''  # an empty one stays beside it, as the run ids in results tables were made
-        fp = None
-        if ref is not None:
-            key = canonical_json([ref.name, str(data_root(ref.root).resolve()), ref.opts, ref.dim])
-            cache = {} if fingerprints is None else fingerprints
-            fp = cache[key] = cache[key] if key in cache else data_fingerprint(ref)
-            identity['data_fingerprint'] = fp['hash']
+        for n in [n for n in identity if self.params[n].file]:  # an empty one stays beside its fingerprint, as the run ids in results tables were made
+            identity[f'{n}_fingerprint'] = content_fingerprint(identity.pop(n) if checked[n] else '')
+        fp = None if ref is None else cached_fingerprint(ref, fingerprints)
+        if fp: identity['data_fingerprint'] = fp['hash']
         return Run(checked, identity, ref, fp)
 
 # %% ../nbs/09_experiment.ipynb

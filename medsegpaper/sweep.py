@@ -4,7 +4,9 @@
 
 # %% ../nbs/13_sweep.ipynb 2
 from __future__ import annotations
-import contextlib, itertools, json, os, random, sys, uuid, warnings
+import contextlib, itertools, json, math, os, random, sys, uuid, warnings
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
@@ -13,14 +15,16 @@ from tqdm import tqdm
 from .results import ResultsTable, canonical_json, run_id
 from .io import held_lock
 from .experiment import ParameterError, notebook_experiment
+from .sweep_plan import run_ids
 from .cli import sweep_parser
 from .sweep_cluster import FINISHED, execute_run, sweep_client
 
 # %% auto 0
-__all__ = ['PROTOCOL_KEYS', 'SECTIONS', 'STATUS_COLUMNS', 'ERROR_EXCERPT', 'RETRIED', 'Table', 'Protocol', 'load_protocol',
-           'ProtocolWarning', 'expand_grid', 'PlannedRun', 'protocol_runs', 'plan_runs', 'run_folder', 'worker_params',
-           'finished_runs', 'merge_run', 'status_table', 'finished_record', 'sweep_states', 'status_frame',
-           'status_counts', 'show_status', 'run_sweep', 'sweep_cli']
+__all__ = ['PROTOCOL_KEYS', 'SECTIONS', 'STATUS_COLUMNS', 'ERROR_EXCERPT', 'SHOWN_RUNS', 'RETRIED', 'PLAN_LIMIT', 'Table',
+           'Protocol', 'load_protocol', 'ProtocolWarning', 'iter_grid', 'expand_grid', 'grid_size', 'PlannedRun',
+           'protocol_runs', 'iter_runs', 'plan_runs', 'run_folder', 'worker_params', 'finished_runs', 'merge_run',
+           'status_table', 'finished_record', 'sweep_states', 'status_frame', 'status_counts', 'show_status',
+           'plan_summary', 'run_sweep', 'sweep_cli']
 
 # %% ../nbs/13_sweep.ipynb
 PROTOCOL_KEYS = ('notebook', 'results', 'parameters', 'grid', 'include', 'exclude', 'out', 'kernel', 'cluster')
@@ -112,8 +116,8 @@ def _zip_axis(group: dict) -> list[dict]:
 class ProtocolWarning(UserWarning):
     "Something in a protocol that is allowed but most likely a mistake."
 
-def expand_grid(grid: dict, include=(), exclude=()) -> list[dict]:
-    "Every combination of `grid`'s lists (`zip` groups vary together), less points matching an `exclude` entry, plus `include`."
+def _grid_axes(grid: dict, exclude=()) -> list[list[dict]]:
+    "The axes of `grid` (a `zip` group is one), checked, with the `exclude` entries checked against their names."
     zips = grid.get('zip') or []
     axes = [_axis(k, v) for k, v in grid.items() if k != 'zip'] + [_zip_axis(g) for g in (zips if isinstance(zips, list) else [zips])]
     names = [n for a in axes for n in (a[0] if a else {})]
@@ -121,12 +125,28 @@ def expand_grid(grid: dict, include=(), exclude=()) -> list[dict]:
     for e in exclude:
         if not isinstance(e, dict) or (bad := [k for k in e if k not in names]):
             raise ValueError(f"exclude: {e!r} must map grid parameters ({', '.join(names)}) to values")
-    points = [{k: v for d in combo for k, v in d.items()} for combo in itertools.product(*axes)]
-    matches = lambda p, e: all(p[k] == v for k, v in e.items())
-    for e in exclude:
-        if not any(matches(p, e) for p in points): warnings.warn(f"exclude: {e!r} matches no grid point (a typo in a value?)", ProtocolWarning, stacklevel=2)
-    kept = [p for p in points if not any(matches(p, e) for e in exclude)]
-    return kept + [dict(i) for i in include]
+    return axes
+
+def iter_grid(grid: dict, include=(), exclude=()) -> Iterator[dict]:
+    "Every combination of `grid`'s lists (`zip` groups vary together), less points matching an `exclude` entry, then `include`: one at a time."
+    axes, used = _grid_axes(grid, exclude), [False] * len(exclude)
+    for combo in itertools.product(*axes):
+        point = {k: v for d in combo for k, v in d.items()}
+        hits = [i for i, e in enumerate(exclude) if all(point[k] == v for k, v in e.items())]
+        for i in hits: used[i] = True
+        if not hits: yield point
+    for e, u in zip(exclude, used):
+        if not u: warnings.warn(f"exclude: {e!r} matches no grid point (a typo in a value?)", ProtocolWarning, stacklevel=2)
+    yield from (dict(i) for i in include)
+
+def expand_grid(grid: dict, include=(), exclude=()) -> list[dict]:
+    "The points of `iter_grid` as a list."
+    return list(iter_grid(grid, include, exclude))
+
+def grid_size(grid: dict, include=(), exclude=()) -> int:
+    "How many points `iter_grid` yields, counted without building them when nothing is excluded."
+    if exclude: return sum(1 for _ in iter_grid(grid, include, exclude))
+    return math.prod(len(a) for a in _grid_axes(grid)) + len(include)
 
 # %% ../nbs/13_sweep.ipynb
 @dataclass
@@ -138,16 +158,21 @@ class PlannedRun:
 
 def protocol_runs(protocol: Protocol) -> list[dict]:
     "The parameters of every run of `protocol`: its fixed parameters updated with each grid point."
-    return [{**protocol.parameters, **p} for p in expand_grid(protocol.grid, protocol.include, protocol.exclude)]
+    return [{**protocol.parameters, **p} for p in iter_grid(protocol.grid, protocol.include, protocol.exclude)]
+
+def iter_runs(protocol: Protocol, fingerprints: dict | None = None) -> Iterator[PlannedRun]:
+    "Each distinct run of `protocol` with the `run_id` its notebook computes (`sweep_plan.run_ids`), invalid runs with their error; one at a time."
+    seen = set()
+    points = iter_grid(protocol.grid, protocol.include, protocol.exclude)
+    for values, rid, error in run_ids(notebook_experiment(protocol.notebook), protocol.parameters, points, fingerprints):
+        r = PlannedRun(rid, values) if not error else PlannedRun(f'invalid-{run_id(values)}', values, error)
+        if r.run_id not in seen:
+            seen.add(r.run_id)
+            yield r
 
 def plan_runs(protocol: Protocol, fingerprints: dict | None = None) -> list[PlannedRun]:
-    "Every distinct run of `protocol` with the `run_id` its notebook computes; invalid runs with their error."
-    exp, cache, runs = notebook_experiment(protocol.notebook), {} if fingerprints is None else fingerprints, {}
-    for p in protocol_runs(protocol):
-        try: r = PlannedRun(exp.plan(p, cache).run_id, p)
-        except (ValueError, OSError) as e: r = PlannedRun(f'invalid-{run_id(p)}', p, str(e))
-        runs.setdefault(r.run_id, r)
-    return list(runs.values())
+    "Every distinct run of `protocol` (`iter_runs`) as a list."
+    return list(iter_runs(protocol, fingerprints))
 
 # %% ../nbs/13_sweep.ipynb
 def run_folder(protocol: Protocol, rid: str) -> Path: return protocol.out/rid
@@ -190,21 +215,28 @@ def finished_record(protocol: Protocol, rid: str) -> dict:
     try: return json.loads((run_folder(protocol, rid)/FINISHED).read_text())
     except (FileNotFoundError, json.JSONDecodeError): return {}
 
+class _States:
+    "The state of each run of `protocol`: done when its rows are in the results tables (unless `force`), failed when invalid, else from the last sweep or pending."
+    def __init__(self, protocol: Protocol, force: bool = False):
+        old = status_table(protocol).read()
+        self.p, self.old = protocol, {} if old.empty else {r['run_id']: r for r in old.astype(object).fillna('').to_dict('records')}
+        self.done = set() if force else finished_runs(protocol)
+
+    def state(self, r: PlannedRun) -> str:
+        last = self.old.get(r.run_id, {}).get('state') or 'pending'  # the status file is a log: 'done' only when the rows are in the tables
+        return 'failed' if r.error else 'done' if r.run_id in self.done else 'pending' if last == 'done' else last
+
+    def row(self, r: PlannedRun) -> dict:
+        prev, state = self.old.get(r.run_id, {}), self.state(r)
+        fin = finished_record(self.p, r.run_id) if state == 'done' else {}  # a client killed between merge and record
+        return {'run_id': r.run_id, 'state': state, 'attempts': int(prev.get('attempts') or 0),
+                'wall_s': prev.get('wall_s') or fin.get('wall_s', ''), 'error': _excerpt(r.error) or (prev.get('error', '') if state == 'failed' else ''),
+                'notebook': prev.get('notebook') or fin.get('notebook', ''), 'params': canonical_json(r.params)}
+
 def sweep_states(protocol: Protocol, runs: list[PlannedRun], force: bool = False) -> dict[str, dict]:
     "The status row of each of `runs`: done when its rows are in the results tables (unless `force`), failed when invalid, else from the last sweep or pending."
-    old = status_table(protocol).read()
-    old = {} if old.empty else {r['run_id']: r for r in old.astype(object).fillna('').to_dict('records')}
-    done = set() if force else finished_runs(protocol)
-    rows = {}
-    for r in runs:
-        prev = old.get(r.run_id, {})
-        last = prev.get('state') or 'pending'  # the status file is a log: 'done' only when the rows are in the tables
-        state = 'failed' if r.error else 'done' if r.run_id in done else 'pending' if last == 'done' else last
-        fin = finished_record(protocol, r.run_id) if state == 'done' else {}  # a client killed between merge and record
-        rows[r.run_id] = {'run_id': r.run_id, 'state': state, 'attempts': int(prev.get('attempts') or 0),
-                          'wall_s': prev.get('wall_s') or fin.get('wall_s', ''), 'error': _excerpt(r.error) or (prev.get('error', '') if state == 'failed' else ''),
-                          'notebook': prev.get('notebook') or fin.get('notebook', ''), 'params': canonical_json(r.params)}
-    return rows
+    states = _States(protocol, force)
+    return {r.run_id: states.row(r) for r in runs}
 
 # %% ../nbs/13_sweep.ipynb
 def status_frame(rows) -> pd.DataFrame:
@@ -226,6 +258,18 @@ def show_status(rows):
     with pd.option_context('display.max_rows', None, 'display.width', 200, 'display.max_colwidth', 80):
         print(status_frame(rows).to_string(index=False))
     print(status_counts(rows))
+
+SHOWN_RUNS = 200  # plans with more runs than this are summarised, not listed
+
+def plan_summary(protocol: Protocol, force: bool = False) -> str:
+    "The counts of `protocol`'s runs by state and its invalid runs' errors by how often they occur, planned one run at a time."
+    states, counts, errors = _States(protocol, force), Counter(), Counter()
+    for r in iter_runs(protocol):
+        counts[states.state(r)] += 1
+        if r.error: errors[' '.join(r.error.split())[:200]] += 1
+    lines = [f"{sum(counts.values()):,} runs: " + ', '.join(f'{counts[s]:,} {s}' for s in ('done', 'running', 'failed', 'pending'))]
+    lines += [f'  {n:,} x {e}' for e, n in errors.most_common(5)] + ([f'  ({len(errors) - 5} more errors)'] if len(errors) > 5 else [])
+    return '\n'.join(lines)
 
 # %% ../nbs/13_sweep.ipynb
 RETRIED = ('start_failed', 'lost')
@@ -275,6 +319,8 @@ class _Sweep:
         self.bar.set_postfix(done=states.count('done'), running=states.count('running'), failed=states.count('failed'), refresh=True)
 
 # %% ../nbs/13_sweep.ipynb
+PLAN_LIMIT = 10_000  # a protocol planning more runs than this runs only when asked twice (`yes`)
+
 def run_sweep(protocol,                       # a `Protocol` or the path of its YAML
               workers: int | None = None,     # local Dask workers (None: the protocol's cluster.workers, else one per GPU, else per CPU)
               scheduler: str | None = None,   # address of a running Dask scheduler instead of a local cluster
@@ -284,9 +330,13 @@ def run_sweep(protocol,                       # a `Protocol` or the path of its 
               force: bool = False,            # run again the runs already in the first results table
               stagger: float = 1.,            # seconds between the first kernel starts; retries wait longer, with jitter
               progress: bool = True,          # show a progress bar (done, running, failed, time left)
+              yes: bool = False,              # run a plan of more than `PLAN_LIMIT` runs
              ) -> list[dict]:
     "Run every run of `protocol` not yet in its first results table on Dask, merging rows as runs finish; returns the status rows."
     p = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    if not (dry_run or yes) and (n := grid_size(p.grid, p.include, p.exclude)) > PLAN_LIMIT:
+        raise ValueError(f"{p.path}: the protocol plans {n:,} runs, more than {PLAN_LIMIT:,}; pass --yes (yes=True) to run them all, "
+                         "--dry-run to see a summary")
     if dry_run: return _sweep(p, workers, scheduler, cluster, True, retries, force, stagger, progress)
     with held_lock(p.out/'sweep.lock', f'protocol {p.path} (its output folder {p.out})'):
         return _sweep(p, workers, scheduler, cluster, False, retries, force, stagger, progress)
@@ -327,9 +377,14 @@ def sweep_cli(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, *_, **__: print(f'warning: {message}', file=sys.stderr)
             p = load_protocol(args.protocol)
+            listing = args.command == 'status' or args.dry_run
+            if listing and grid_size(p.grid, p.include, p.exclude) > SHOWN_RUNS:
+                print(plan_summary(p, args.command == 'run' and args.force))
+                return 0
             if args.command == 'status': rows = list(sweep_states(p, plan_runs(p)).values())
-            else: rows = run_sweep(p, args.workers, args.scheduler, args.cluster, args.dry_run, args.retries, args.force)
+            else: rows = run_sweep(p, args.workers, args.scheduler, args.cluster, args.dry_run, args.retries, args.force, yes=args.yes)
     except (ValueError, OSError) as e:
+        if args.debug: raise
         print(f'error: {e}', file=sys.stderr)
         return 1
     show_status(rows)

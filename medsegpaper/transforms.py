@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_transforms.ipynb 2
 from __future__ import annotations
-import random
+import random, warnings
 from dataclasses import dataclass
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -17,7 +17,7 @@ from fastai.data.core import DataLoaders
 # %% auto 0
 __all__ = ['LABEL_RESIZES', 'NORMALIZATIONS', 'IMAGENET_STATS', 'FLIPS', 'resize_label', 'seg_resize', 'seg_random_crop',
            'seg_flip', 'seg_rotate', 'seg_jitter', 'normalize_image', 'SegAugment', 'SegTfmDataset', 'SegDataLoader',
-           'seg_dataloaders']
+           'seg_dataloaders', 'batches_used']
 
 # %% ../nbs/04_transforms.ipynb
 def _pair(name: str, size) -> tuple[int, int]:
@@ -209,5 +209,12 @@ def seg_dataloaders(train,                  # `SegDataset2D` to train on: shuffl
     train_tfm = SegAugment(img_size, crop, flip, rotate, jitter, normalize, crop_max_ratio, label_resize)
     valid_tfm = SegAugment(img_size, normalize=normalize, label_resize=label_resize)
     kw = dict(bs=batch_size, seed=seed, num_workers=num_workers)
+    if batch_size > len(train.images):
+        warnings.warn(f"batch_size {batch_size} is more than the {len(train.images)} training images: each epoch is one batch of "
+                      f"{len(train.images)} (`batches_used` records it)", stacklevel=2)
     return DataLoaders(SegDataLoader(SegTfmDataset(train, train_tfm), shuffle=True, drop_last=len(train.images) >= batch_size, **kw),
                        SegDataLoader(SegTfmDataset(valid, valid_tfm), **kw), device=get_device(device))
+
+def batches_used(dl) -> dict:
+    "What training loader `dl` really gives: its largest batch (below `bs` when the data holds fewer items) and its batches per epoch."
+    return {'batch_size_used': min(dl.bs, len(dl.dataset)), 'batches_per_epoch': len(dl)}

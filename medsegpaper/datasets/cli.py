@@ -91,6 +91,7 @@ def data_cli(argv=None) -> int:
             if spec.write_sample is None: raise ValueError(f'dataset {args.name!r} is built in or generated; it has no sample to write')
             print(spec.write_sample(Path(args.dir)))
     except (ValueError, OSError) as e:
+        if args.debug: raise
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/03i_datasets.totalseg.ipynb 2
 from __future__ import annotations
+import csv
 from pathlib import Path
 import numpy as np
 
@@ -83,13 +84,19 @@ def read_totalseg_case(case,                  # the case folder, holding ct.nii.
     return tuple(out)
 
 # %% ../../nbs/03i_datasets.totalseg.ipynb
+def _read_meta(path):
+    "The table in `path` (`;` or `,` separated, found by sniffing); text that is not UTF-8 or not a table is a `DataError` naming the file."
+    import pandas as pd
+    try: return pd.read_csv(path, sep=None, engine='python', dtype=str, encoding='utf-8')
+    except UnicodeDecodeError as e: raise DataError(path, f'not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start})') from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as e: raise DataError(path, f'not a table: {e}') from None
+
 def _totalseg_cases(split, d, seed):
     cases = {p.name: p for p in sorted(d.iterdir()) if (p/'ct.nii.gz').is_file() or (p/'ct.nii.gz').is_symlink()}  # a broken link fails when read
     if not cases: raise DataError(d, 'no <case>/ct.nii.gz folders')
     meta = d/'meta.csv'
     if meta.is_file():
-        import pandas as pd
-        df = pd.read_csv(meta, sep=None, engine='python', dtype=str)
+        df = _read_meta(meta)
         if not {'image_id', 'split'} <= set(df.columns): raise DataError(meta, f'needs columns image_id and split, has {list(df.columns)}')
         want = {'train': 'train', 'valid': 'val', 'test': 'test'}[split]
         ids = sorted(set(df.loc[df['split'] == want, 'image_id']))

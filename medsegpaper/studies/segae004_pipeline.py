@@ -251,6 +251,7 @@ def segae_cli(argv=None) -> int:
             df = segae_batch(a.folder, est, [s for s in a.structures.split(',') if s] or None, not a.no_canonical, skip_bad=True)
         out = write_csv_atomic(df, a.out)
     except (ValueError, OSError) as e:
+        if a.debug: raise
         print(f'error: {e}', file=sys.stderr)
         return 1
     for w in caught: print(f'warning: {w.message}', file=sys.stderr)
