@@ -129,12 +129,14 @@ def _grid_axes(grid: dict, exclude=()) -> list[list[dict]]:
 
 def iter_grid(grid: dict, include=(), exclude=()) -> Iterator[dict]:
     "Every combination of `grid`'s lists (`zip` groups vary together), less points matching an `exclude` entry, then `include`: one at a time."
-    axes, used = _grid_axes(grid, exclude), [False] * len(exclude)
+    axes, used = [[tuple(d.items()) for d in a] for a in _grid_axes(grid, exclude)], [False] * len(exclude)
     for combo in itertools.product(*axes):
-        point = {k: v for d in combo for k, v in d.items()}
-        hits = [i for i, e in enumerate(exclude) if all(point[k] == v for k, v in e.items())]
-        for i in hits: used[i] = True
-        if not hits: yield point
+        point = dict(itertools.chain.from_iterable(combo))
+        if exclude:
+            hits = [i for i, e in enumerate(exclude) if all(point[k] == v for k, v in e.items())]
+            for i in hits: used[i] = True
+            if hits: continue
+        yield point
     for e, u in zip(exclude, used):
         if not u: warnings.warn(f"exclude: {e!r} matches no grid point (a typo in a value?)", ProtocolWarning, stacklevel=2)
     yield from (dict(i) for i in include)

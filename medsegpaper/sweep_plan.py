@@ -27,7 +27,7 @@ class Planner:
     "Plans runs of `exp` with the run ids `exp.plan` gives, memoising each value's check and JSON piece and each dataset's fingerprint."
     def __init__(self, exp: Experiment, fingerprints: dict | None = None):
         self.exp, self.fingerprints = exp, {} if fingerprints is None else fingerprints
-        self.checks, self.pieces, self.data, self.layouts = {}, {}, {}, {}
+        self.checks, self.pieces, self.data, self.layouts, self.entries, self.fast = {}, {}, {}, {}, {}, {}
 
     def check(self, name, value) -> tuple:
         "(checked value, error) of `value` for parameter `name`."
@@ -78,13 +78,34 @@ def _entry(pl: Planner, name, value) -> tuple:
         e = pl.entries[k] = c, err, pl.piece(name, c) if not err and name in pl.exp.params and pl.exp.defines_run(name) else {}
     return e
 
+def _memo(pl: Planner, name, value) -> tuple | None:
+    "(checked value, identity pieces, the one piece's text or '') of a valid `value` of `name`, else None; looked up at once when `value` is hashable."
+    try: return pl.fast[name, value.__class__, value]
+    except KeyError: hashable = True
+    except TypeError: hashable = False
+    c, err, pieces = _entry(pl, name, value)
+    e = None if err else (c, pieces, next(iter(pieces.values())) if len(pieces) == 1 else '')
+    if hashable: pl.fast[name, value.__class__, value] = e
+    return e
+
+def _template(pl: Planner, names: tuple, pieces: dict) -> tuple[str, list[int]] | None:
+    "A `str.format` template of the canonical JSON of runs whose own values name `names` over the fixed `pieces`, and which value fills each slot; None unless each named parameter is a plain one."
+    varying = [n for n in names if n in pl.exp.params and pl.exp.defines_run(n)]
+    if any(n not in pl.exp.params or pl.exp.params[n].file for n in names) or set(varying) & set(pieces): return None
+    fixed = {k: p.replace('{', '{{').replace('}', '}}') for k, p in pieces.items()}
+    keys = sorted([*fixed, *varying])
+    return '{{' + ','.join('{}' if k in varying else fixed[k] for k in keys) + '}}', [names.index(k) for k in keys if k in varying]
+
 def _fixed_part(pl: Planner, base: dict, names: tuple) -> tuple:
-    "What the values `base` give a run whose own values name `names`: any error, checked values, identity pieces, data pieces when they are fixed."
+    "What the values `base` give a run whose own values name `names`: any error, checked values, identity pieces (data's too when fixed), a template when one serves."
     rest = {n: _entry(pl, n, v) for n, v in base.items() if n not in names}
     checked, pieces = {n: c for n, (c, _, _) in rest.items()}, {k: p for _, _, ps in rest.values() for k, p in ps.items()}
     bad = any(err for _, err, _ in rest.values())
     data = pl.data_pieces(checked) if not bad and isinstance(pl.exp.reads, str) and not set(DATA_PARAMS) & set(names) else None
-    return bad, checked, pieces if data is None else {**pieces, **data}, data is not None
+    if pl.exp.reads is None: data = {}
+    if data is None: return bad, checked, pieces, False, None
+    pieces = {**pieces, **data}
+    return bad, checked, pieces, True, _template(pl, names, pieces)
 
 def run_ids(exp: Experiment,             # the experiment whose runs are planned
             fixed: dict,                 # values every run shares
@@ -93,18 +114,19 @@ def run_ids(exp: Experiment,             # the experiment whose runs are planned
            ) -> Iterator[tuple[dict, str, str]]:
     "(values, run id, '') of each point over `fixed`, or (values, '', error) when the run is invalid; ids equal `exp.plan(values).run_id`."
     pl, base, fixed_parts = Planner(exp, fingerprints), {**exp.defaults, **fixed}, {}
-    pl.entries, named = {}, isinstance(exp.reads, str)
+    named = isinstance(exp.reads, str)
     for point in points:
         values = {**fixed, **point}
-        bad, base_checked, parts, data_fixed = fixed_parts.get(names := tuple(point)) or fixed_parts.setdefault(names, _fixed_part(pl, base, names))
-        entries = [_entry(pl, n, v) for n, v in point.items()]
-        if bad or any(err for _, err, _ in entries): yield (values, *_planned(pl, values)); continue
+        bad, base_checked, parts, data_fixed, template = fixed_parts.get(names := tuple(point)) or fixed_parts.setdefault(names, _fixed_part(pl, base, names))
+        entries = [_memo(pl, n, v) for n, v in point.items()]
+        if bad or None in entries: yield (values, *_planned(pl, values)); continue
+        if template: yield values, _run_id(template[0].format(*[entries[i][2] for i in template[1]])), ''; continue
         parts = parts.copy()
-        for _, _, ps in entries: parts.update(ps)
+        for _, ps, _ in entries: parts.update(ps)
         if not data_fixed:
-            checked = {n: c for n, (c, _, _) in zip(point, entries)}
+            checked = {n: e[0] for n, e in zip(point, entries)}
             data = pl.data_pieces({n: checked[n] if n in checked else base_checked[n] for n in DATA_PARAMS} if named else {**base_checked, **checked})
             if data is None: yield (values, *_planned(pl, values)); continue
             parts.update(data)
         order = pl.layouts.get(k := tuple(parts)) or pl.layouts.setdefault(k, sorted(parts))
-        yield values, _run_id('{' + ','.join([parts[n] for n in order]) + '}'), ''
+        yield values, _run_id('{' + ','.join(map(parts.__getitem__, order)) + '}'), ''
