@@ -93,6 +93,13 @@ def _check_paths(name: str, v):
     elif missing := [str(f) for f in v if not Path(f).exists()]: raise ValueError(f"{name}: no file or folder at {', '.join(missing)}")
 
 # %% ../nbs/09_experiment.ipynb
+def _check_table_path(name: str, path: Path):
+    "A results table must be a file that can be written: not a folder, under a folder (or where one can be made) that is writable."
+    if path.is_dir(): raise ValueError(f"{name}: {path} is a folder; a results table is a CSV file, e.g. {path/'scores.csv'}")
+    parent = next(p for p in path.absolute().parents if p.exists())
+    if not parent.is_dir(): raise ValueError(f"{name}: {path} cannot be written: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK): raise ValueError(f"{name}: {path} cannot be written: {parent} is not writable")
+
 def _is_table(name: str) -> bool: return name == 'results' or name.endswith('_results')  # a results-table parameter
 
 class ParameterError(ValueError):
@@ -319,8 +326,7 @@ class Experiment:
         "`value` of parameter `name` checked and coerced (`check_param`); an unknown name or a results table that is a folder is a `ValueError`."
         if name not in self.params: raise ValueError(unknown_parameter(name, self.params))
         v = check_param(name, value, self.params[name])
-        if _is_table(name) and isinstance(v, str) and Path(v).is_dir():
-            raise ValueError(f"{name}: {v} is a folder; a results table is a CSV file, e.g. {Path(v)/'scores.csv'}")
+        if _is_table(name) and isinstance(v, str) and v: _check_table_path(name, Path(v))
         return v
 
     def check(self, values: dict) -> tuple[dict, DataRef | None]:
