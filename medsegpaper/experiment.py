@@ -94,8 +94,7 @@ def _check_paths(name: str, v):
 
 # %% ../nbs/09_experiment.ipynb
 def _check_table_path(name: str, path: Path):
-    "A results table must be a file that can be written: not a folder, under a folder (or where one can be made) that is writable."
-    if path.is_dir(): raise ValueError(f"{name}: {path} is a folder; a results table is a CSV file, e.g. {path/'scores.csv'}")
+    "A results table must be a file that can be written: under a folder (or where one can be made) that is writable."
     parent = next(p for p in path.absolute().parents if p.exists())
     if not parent.is_dir(): raise ValueError(f"{name}: {path} cannot be written: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK): raise ValueError(f"{name}: {path} cannot be written: {parent} is not writable")
@@ -326,7 +325,8 @@ class Experiment:
         "`value` of parameter `name` checked and coerced (`check_param`); an unknown name or a results table that is a folder is a `ValueError`."
         if name not in self.params: raise ValueError(unknown_parameter(name, self.params))
         v = check_param(name, value, self.params[name])
-        if _is_table(name) and isinstance(v, str) and v: _check_table_path(name, Path(v))
+        if _is_table(name) and isinstance(v, str) and Path(v).is_dir():
+            raise ValueError(f"{name}: {v} is a folder; a results table is a CSV file, e.g. {Path(v)/'scores.csv'}")
         return v
 
     def check(self, values: dict) -> tuple[dict, DataRef | None]:
@@ -405,6 +405,8 @@ def experiment(ns: dict, /, reads=None, **declared: Param) -> Run:
     exp = declare(params, reads, **declared)
     values = {n: ns[n] for n in [*exp.params, *injected] if n in ns and n not in PAPERMILL_NAMES}
     run = exp.plan(values)
+    for n, v in run.params.items():  # where this run writes, checked before it trains (planning a sweep elsewhere does not)
+        if _is_table(n) and isinstance(v, str) and v: _check_table_path(n, Path(v))
     ns.update(run.params)
     return run
 

@@ -13,10 +13,15 @@ from .results import _plain
 __all__ = ['DATA_PARAMS', 'value_key', 'json_piece', 'Planner', 'run_ids']
 
 # %% ../nbs/13b_sweep_plan.ipynb
-def value_key(value) -> tuple:
-    "A hashable key that tells values apart by type and content (`1`, `1.0` and `True` are three keys)."
-    try: return (type(value), hash(value), value)
-    except TypeError: return (type(value), repr(value))
+_EXACT = frozenset((str, int, bool, type(None)))  # types whose equal values write the same JSON
+
+def value_key(value) -> tuple | None:
+    "A hashable key equal for two values only when they have one type and write the same JSON (`-0.0` and `0.0`, `(1, 2)` and `(1.0, 2)` differ); None for a value JSON cannot hold."
+    cls = type(value)
+    if cls in _EXACT: return (cls, value)
+    if cls is float: return (cls, repr(value))
+    try: return (cls, json.dumps(_plain(value, ''), sort_keys=True))
+    except TypeError: return None
 
 def json_piece(name: str, value) -> str:
     "`name: value` as `canonical_json` writes it inside a mapping."
@@ -27,24 +32,23 @@ class Planner:
     "Plans runs of `exp` with the run ids `exp.plan` gives, memoising each value's check and JSON piece and each dataset's fingerprint."
     def __init__(self, exp: Experiment, fingerprints: dict | None = None):
         self.exp, self.fingerprints = exp, {} if fingerprints is None else fingerprints
-        self.checks, self.pieces, self.data, self.layouts, self.entries, self.fast = {}, {}, {}, {}, {}, {}
+        self.checks, self.data, self.layouts, self.entries, self.fast = {}, {}, {}, {}, {}
 
     def check(self, name, value) -> tuple:
         "(checked value, error) of `value` for parameter `name`."
         k = (name, value_key(value))
-        if k not in self.checks:
-            try: self.checks[k] = (self.exp.check_value(name, value), '')
-            except ValueError as e: self.checks[k] = (None, str(e))
+        if k[1] is None or k not in self.checks:
+            try: res = (self.exp.check_value(name, value), '')
+            except (ValueError, OSError) as e: res = (None, str(e))
+            if k[1] is None: return res
+            self.checks[k] = res
         return self.checks[k]
 
     def piece(self, name, value) -> dict[str, str]:
         "{identity key: JSON piece} of checked `value` of run-defining parameter `name`; a file parameter stands as its content's fingerprint (beside it when empty)."
-        k = (name, value_key(value))
-        if k not in self.pieces:
-            file = self.exp.params[name].file
-            self.pieces[k] = {**({name: json_piece(name, value)} if not (file and value) else {}),
-                              **({f'{name}_fingerprint': json_piece(f'{name}_fingerprint', content_fingerprint(value))} if file else {})}
-        return self.pieces[k]
+        file = self.exp.params[name].file
+        return {**({name: json_piece(name, value)} if not (file and value) else {}),
+                **({f'{name}_fingerprint': json_piece(f'{name}_fingerprint', content_fingerprint(value))} if file else {})}
 
     def data_pieces(self, checked: dict) -> dict | None:
         "The identity pieces of the data `checked` names (its reader options and fingerprint); None when it cannot be read."
@@ -55,7 +59,7 @@ class Planner:
             try: ref, fp = (ref := self.exp._data(checked)), cached_fingerprint(ref, self.fingerprints)
             except (ValueError, OSError): return None  # planned again by `Experiment.plan`, for its error
             pieces = {'data_fingerprint': json_piece('data_fingerprint', fp['hash'])}
-            if named: pieces['dataset_opts'] = json_piece('dataset_opts', ref.opts)
+            if named and self.exp.defines_run('dataset_opts'): pieces['dataset_opts'] = json_piece('dataset_opts', ref.opts)
             if k is None: return pieces
             self.data[k] = pieces
         return self.data[k]
@@ -68,24 +72,28 @@ def _run_id(text: str) -> str: return hashlib.sha1(text.encode()).hexdigest()[:1
 def _planned(pl: Planner, values: dict) -> tuple[str, str]:
     "(run id, '') from `Experiment.plan`, or ('', its error)."
     try: return pl.exp.plan(values, pl.fingerprints).run_id, ''
-    except (ValueError, OSError) as e: return '', str(e)
+    except (ValueError, OSError, TypeError) as e: return '', str(e)
 
 def _entry(pl: Planner, name, value) -> tuple:
-    "(checked value, error, identity pieces) of `value` for parameter `name`, memoised."
+    "(checked value, error, identity pieces) of `value` for parameter `name`, memoised; a piece that cannot be made is an error (`Experiment.plan` then says which)."
     k = (name, value_key(value))
-    if (e := pl.entries.get(k)) is None:
-        c, err = pl.check(name, value)
-        e = pl.entries[k] = c, err, pl.piece(name, c) if not err and name in pl.exp.params and pl.exp.defines_run(name) else {}
-    return e
+    if k[1] is not None and (e := pl.entries.get(k)) is not None: return e
+    c, err = pl.check(name, value)
+    try: pieces = pl.piece(name, c) if not err and name in pl.exp.params and pl.exp.defines_run(name) else {}
+    except (TypeError, ValueError, OSError) as x: err, pieces = str(x), {}
+    if k[1] is not None: pl.entries[k] = c, err, pieces
+    return c, err, pieces
 
 def _memo(pl: Planner, name, value) -> tuple | None:
-    "(checked value, identity pieces, the one piece's text or '') of a valid `value` of `name`, else None; looked up at once when `value` is hashable."
-    try: return pl.fast[name, value.__class__, value]
-    except KeyError: hashable = True
-    except TypeError: hashable = False
+    "(checked value, identity pieces, the one piece's text or '') of a valid `value` of `name`, else None; looked up at once for strings, numbers and None."
+    cls = value.__class__
+    k = (name, cls, value) if cls in _EXACT else (name, cls, repr(value)) if cls is float else None
+    if k is not None:
+        try: return pl.fast[k]
+        except KeyError: pass
     c, err, pieces = _entry(pl, name, value)
     e = None if err else (c, pieces, next(iter(pieces.values())) if len(pieces) == 1 else '')
-    if hashable: pl.fast[name, value.__class__, value] = e
+    if k is not None: pl.fast[k] = e
     return e
 
 def _template(pl: Planner, names: tuple, pieces: dict) -> tuple[str, list[int]] | None:

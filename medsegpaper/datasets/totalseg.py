@@ -87,7 +87,7 @@ def read_totalseg_case(case,                  # the case folder, holding ct.nii.
 def _read_meta(path):
     "The table in `path` (`;` or `,` separated, found by sniffing); text that is not UTF-8 or not a table is a `DataError` naming the file."
     import pandas as pd
-    try: return pd.read_csv(path, sep=None, engine='python', dtype=str, encoding='utf-8')
+    try: return pd.read_csv(path, sep=None, engine='python', dtype=str, encoding='utf-8-sig')
     except UnicodeDecodeError as e: raise DataError(path, f'not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start})') from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as e: raise DataError(path, f'not a table: {e}') from None
 
