@@ -32,17 +32,30 @@ class Planner:
     "Plans runs of `exp` with the run ids `exp.plan` gives, memoising each value's check and JSON piece and each dataset's fingerprint."
     def __init__(self, exp: Experiment, fingerprints: dict | None = None):
         self.exp, self.fingerprints = exp, {} if fingerprints is None else fingerprints
-        self.checks, self.data, self.layouts, self.entries, self.fast = {}, {}, {}, {}, {}
+        self.data, self.layouts, self.entries, self.fast = {}, {}, {}, {}
 
-    def check(self, name, value) -> tuple:
-        "(checked value, error) of `value` for parameter `name`."
+    def entry(self, name, value) -> tuple:
+        "(checked value, error, identity pieces) of `value` for parameter `name`, memoised; a piece that cannot be made is an error (`Experiment.plan` then says which)."
         k = (name, value_key(value))
-        if k[1] is None or k not in self.checks:
-            try: res = (self.exp.check_value(name, value), '')
-            except (ValueError, OSError) as e: res = (None, str(e))
-            if k[1] is None: return res
-            self.checks[k] = res
-        return self.checks[k]
+        if k[1] is not None and (e := self.entries.get(k)) is not None: return e
+        try:
+            c, err = self.exp.check_value(name, value), ''
+            pieces = self.piece(name, c) if name in self.exp.params and self.exp.defines_run(name) else {}
+        except (TypeError, ValueError, OSError) as x: c, err, pieces = None, str(x), {}
+        if k[1] is not None: self.entries[k] = c, err, pieces
+        return c, err, pieces
+
+    def valid(self, name, value) -> tuple | None:
+        "(checked value, identity pieces, the one piece's text or '') of a valid `value` of `name`, else None; looked up at once for strings, numbers and None."
+        cls = value.__class__
+        k = (name, cls, value) if cls in _EXACT else (name, cls, repr(value)) if cls is float else None
+        if k is not None:
+            try: return self.fast[k]
+            except KeyError: pass
+        c, err, pieces = self.entry(name, value)
+        e = None if err else (c, pieces, next(iter(pieces.values())) if len(pieces) == 1 else '')
+        if k is not None: self.fast[k] = e
+        return e
 
     def piece(self, name, value) -> dict[str, str]:
         "{identity key: JSON piece} of checked `value` of run-defining parameter `name`; a file parameter stands as its content's fingerprint (beside it when empty)."
@@ -74,28 +87,6 @@ def _planned(pl: Planner, values: dict) -> tuple[str, str]:
     try: return pl.exp.plan(values, pl.fingerprints).run_id, ''
     except (ValueError, OSError, TypeError) as e: return '', str(e)
 
-def _entry(pl: Planner, name, value) -> tuple:
-    "(checked value, error, identity pieces) of `value` for parameter `name`, memoised; a piece that cannot be made is an error (`Experiment.plan` then says which)."
-    k = (name, value_key(value))
-    if k[1] is not None and (e := pl.entries.get(k)) is not None: return e
-    c, err = pl.check(name, value)
-    try: pieces = pl.piece(name, c) if not err and name in pl.exp.params and pl.exp.defines_run(name) else {}
-    except (TypeError, ValueError, OSError) as x: err, pieces = str(x), {}
-    if k[1] is not None: pl.entries[k] = c, err, pieces
-    return c, err, pieces
-
-def _memo(pl: Planner, name, value) -> tuple | None:
-    "(checked value, identity pieces, the one piece's text or '') of a valid `value` of `name`, else None; looked up at once for strings, numbers and None."
-    cls = value.__class__
-    k = (name, cls, value) if cls in _EXACT else (name, cls, repr(value)) if cls is float else None
-    if k is not None:
-        try: return pl.fast[k]
-        except KeyError: pass
-    c, err, pieces = _entry(pl, name, value)
-    e = None if err else (c, pieces, next(iter(pieces.values())) if len(pieces) == 1 else '')
-    if k is not None: pl.fast[k] = e
-    return e
-
 def _template(pl: Planner, names: tuple, pieces: dict) -> tuple[str, list[int]] | None:
     "A `str.format` template of the canonical JSON of runs whose own values name `names` over the fixed `pieces`, and which value fills each slot; None unless each named parameter is a plain one."
     varying = [n for n in names if n in pl.exp.params and pl.exp.defines_run(n)]
@@ -106,7 +97,7 @@ def _template(pl: Planner, names: tuple, pieces: dict) -> tuple[str, list[int]] 
 
 def _fixed_part(pl: Planner, base: dict, names: tuple) -> tuple:
     "What the values `base` give a run whose own values name `names`: any error, checked values, identity pieces (data's too when fixed), a template when one serves."
-    rest = {n: _entry(pl, n, v) for n, v in base.items() if n not in names}
+    rest = {n: pl.entry(n, v) for n, v in base.items() if n not in names}
     checked, pieces = {n: c for n, (c, _, _) in rest.items()}, {k: p for _, _, ps in rest.values() for k, p in ps.items()}
     bad = any(err for _, err, _ in rest.values())
     data = pl.data_pieces(checked) if not bad and isinstance(pl.exp.reads, str) and not set(DATA_PARAMS) & set(names) else None
@@ -126,7 +117,7 @@ def run_ids(exp: Experiment,             # the experiment whose runs are planned
     for point in points:
         values = {**fixed, **point}
         bad, base_checked, parts, data_fixed, template = fixed_parts.get(names := tuple(point)) or fixed_parts.setdefault(names, _fixed_part(pl, base, names))
-        entries = [_memo(pl, n, v) for n, v in point.items()]
+        entries = [pl.valid(n, v) for n, v in point.items()]
         if bad or None in entries: yield (values, *_planned(pl, values)); continue
         if template: yield values, _run_id(template[0].format(*[entries[i][2] for i in template[1]])), ''; continue
         parts = parts.copy()
