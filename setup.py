@@ -26,7 +26,11 @@ pkg_data = cfg.get('package_data', None)
 if pkg_data:
     package_data[cfg['lib_name']] =  pkg_data.split()
 
+class Distribution(setuptools.Distribution):
+    def has_data(self): return self.has_data_files()  # editable_wheel asks for has_data, so `pip install -e` skipped data_files
+
 setuptools.setup(
+    distclass = Distribution,
     name = cfg['lib_name'],
     license = lic,
     classifiers = [
@@ -46,7 +50,9 @@ setuptools.setup(
     zip_safe = False,
     entry_points = {
         'console_scripts': cfg.get('console_scripts','').split(),
-        'nbdev': [f'{cfg.get("lib_path")}={cfg.get("lib_path")}._modidx:d']
+        'nbdev': [f'{cfg.get("lib_path")}={cfg.get("lib_path")}._modidx:d'],
+        'jupyter_client.kernel_provisioners': ['medsegpaper-curve=medsegpaper.kernel:CurveProvisioner'],
     },
+    data_files = [('share/jupyter/kernels/medsegpaper', ['share/jupyter/kernels/medsegpaper/kernel.json'])],
     package_data = package_data,
     **setup_cfg)

@@ -46,7 +46,7 @@ class Protocol:
     include: list = field(default_factory=list)
     exclude: list = field(default_factory=list)
     out: Path | None = None
-    kernel: str = 'python3'
+    kernel: str | None = None    # None: the kernel the notebook names
     cluster: dict = field(default_factory=dict)
 
 SECTIONS = {'notebook': str, 'results': dict, 'parameters': dict, 'grid': dict, 'include': list, 'exclude': list,
@@ -98,7 +98,7 @@ def load_protocol(path) -> Protocol:
     if problems: raise ValueError(f"{path}: " + (problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n- " + '\n- '.join(problems)))
     return Protocol(path, Path(spec['notebook']).absolute(), tables, spec.get('parameters') or {}, spec.get('grid') or {},
                     spec.get('include') or [], spec.get('exclude') or [],
-                    Path(spec.get('out') or Path('results')/'runs'/path.stem).absolute(), spec.get('kernel') or 'python3',
+                    Path(spec.get('out') or Path('results')/'runs'/path.stem).absolute(), spec.get('kernel'),
                     spec.get('cluster') or {})
 
 # %% ../nbs/13_sweep.ipynb

@@ -67,7 +67,7 @@ def kernel_threads(threads: int | None = None) -> int:
 def execute_run(notebook,                   # the notebook to run
                 folder,                     # the run's folder: emptied, then it holds the executed notebook
                 params: dict,               # papermill parameters
-                kernel: str = 'python3',    # the Jupyter kernel's name
+                kernel: str | None = None,  # the Jupyter kernel's name (None: the notebook's)
                 cwd=None,                   # the kernel's working directory (None: this process's)
                 delay: float = 0.,          # seconds to wait first (staggers concurrent kernel starts)
                 threads: int | None = None, # CPU threads of the kernel; None: `kernel_threads()`

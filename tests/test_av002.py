@@ -132,7 +132,7 @@ def test_notebook_on_a_drive_av_sample_writes_its_row(tmp_path, monkeypatch):
     res = tmp_path/'av.csv'
     params = dict(dataset='drive_av', activation='softmax', fusion=False, epochs=1, scale=0.06, base=4, eval_epochs=1, seed=3,
                   rotation_step=90, normalise='original', undefined='original', data_dir=str(tmp_path/'data'), results=str(res))
-    pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
+    pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=params, progress_bar=False)
     rows = pd.read_csv(res)
     assert rows.image.tolist() == ['drive_av_01_test', 'drive_av_02_test'] and (rows.epoch == 0).all()
     assert rows[['activation', 'fusion', 'normalise', 'seed', 'base']].iloc[0].tolist() == ['softmax', False, 'original', 3, 4]
@@ -146,7 +146,7 @@ def test_papermill_bad_activation_fails_listing_choices(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(pm.PapermillExecutionError, match='sigmoid, softmax'):
         pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=dict(activation='tanh', results=str(tmp_path/'r.csv')),
-                            kernel_name='python3', progress_bar=False)
+                            progress_bar=False)
     assert not (tmp_path/'r.csv').exists()
 
 

@@ -105,7 +105,7 @@ def test_undecodable_meta_csv_names_the_file(tmp_path, content, problem):
 @pytest.mark.slow
 def test_batch_size_above_the_training_set_is_recorded_as_used(tmp_path):
     import papermill as pm
-    pm.execute_notebook(str(TRAIN), str(tmp_path/'out.ipynb'), cwd=str(REPO), progress_bar=False, kernel_name='python3',
+    pm.execute_notebook(str(TRAIN), str(tmp_path/'out.ipynb'), cwd=str(REPO), progress_bar=False,
                         parameters=dict(epochs=1, img_size=32, batch_size=100000, width=0.0625, results=str(tmp_path/'r.csv')))
     row = pd.read_csv(tmp_path/'r.csv').iloc[0]
     assert row['batch_size'] == 100000 and row['batches_per_epoch'] == 1 and row['batch_size_used'] < 100000

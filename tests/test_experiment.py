@@ -58,7 +58,7 @@ def test_bad_papermill_parameters_fail_at_once_naming_each(tmp_path, group):
 
 def test_string_false_from_the_command_line_is_false(tmp_path):
     csv = tmp_path/'scores.csv'
-    cmd = [sys.executable, '-m', 'papermill', '-k', 'python3', str(NB), str(tmp_path/'out.ipynb'), '-p', 'freeze_encoder', 'false',
+    cmd = [sys.executable, '-m', 'papermill', str(NB), str(tmp_path/'out.ipynb'), '-p', 'freeze_encoder', 'false',
            '-p', 'device', 'cpu', '-p', 'results', str(csv)] + [a for k, v in TINY.items() for a in ('-p', k, str(v))]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]

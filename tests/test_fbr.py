@@ -157,7 +157,7 @@ def test_papermill_bad_model_fails_listing_choices(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(pm.PapermillExecutionError, match='valid choices: unet, attention_unet, unetr'):
         pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=dict(model='vnet', results=str(tmp_path/'r.csv')),
-                            kernel_name='python3', progress_bar=False)
+                            progress_bar=False)
     assert not (tmp_path/'r.csv').exists()
 
 

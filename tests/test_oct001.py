@@ -94,7 +94,7 @@ def test_notebook_writes_its_row_and_the_baseline_reuses_the_vessel_checkpoint(t
     res, ck = tmp_path/'oct.csv', tmp_path/'ck'
     params = dict(TINY, head='fcn', crop=32, flip=True, loss='dice', optimizer='adam', weight_decay=1e-4,
                   data_root=str(tmp_path/'data'), vessel_dir=str(ck), results=str(res))
-    pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=params, progress_bar=False, kernel_name='python3')
+    pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=params, progress_bar=False)
     row = pd.read_csv(res).iloc[0]
     assert tuple(row[k] for k in ('dataset', 'head', 'crop', 'flip', 'loss', 'optimizer', 'weight_decay', 'iters')) == \
            ('oct_synth', 'fcn', 32, True, 'dice', 'adam', 1e-4, 3)

@@ -28,7 +28,7 @@ def digits(tmp_path_factory):
 
 def run_nb(tmp_path, data_root, name='out', **params):
     results = tmp_path/'pretrain_scores.csv'
-    pm.execute_notebook(str(NB), str(tmp_path/f'{name}.ipynb'), cwd=str(REPO), progress_bar=False, kernel_name='python3',
+    pm.execute_notebook(str(NB), str(tmp_path/f'{name}.ipynb'), cwd=str(REPO), progress_bar=False,
                         parameters={'results': str(results), 'checkpoint_dir': str(tmp_path/'ckpt'),
                                     'data_root': str(data_root), 'device': 'cpu', **params})
     return pd.read_csv(results)

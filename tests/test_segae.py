@@ -145,7 +145,7 @@ def test_notebook_writes_its_rows(tmp_path, monkeypatch):
     res, masks = tmp_path/'segae_scores.csv', tmp_path/'segae_masks.csv'
     params = dict(size=32, n_slabs=10, ladder=[1, 2], seg_base=4, width=0.0625, img_size=32, epochs=1, mc_passes=2, degrade_steps=1,
                   min_overlap=5, batch_size=64, work_dir=str(tmp_path/'work'), results=str(res), masks_results=str(masks))
-    pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=params, kernel_name='python3', progress_bar=False)
+    pm.execute_notebook(str(NB), str(tmp_path/'out.ipynb'), parameters=params, progress_bar=False)
     df = pd.read_csv(res)
     assert df.run_id.nunique() == 1
     assert set(zip(df.method, df.evaluation)) == {('segae', 'masks_3d'), ('mc_dropout', 'masks_3d'), ('trivial', 'masks_3d'),

@@ -15,7 +15,7 @@ TINY = dict(epochs=1, img_size=32, batch_size=4, width=0.0625)
 def run_train(tmp_path, name='out', csv='scores.csv', **params):
     results = tmp_path/csv
     pm.execute_notebook(str(NB), str(tmp_path/f'{name}.ipynb'), parameters={'results': str(results), **params},
-                        cwd=str(REPO), progress_bar=False, kernel_name='python3')
+                        cwd=str(REPO), progress_bar=False)
     return pd.read_csv(results)
 
 

@@ -25,7 +25,7 @@ def executed(nb):
     run = copy.deepcopy(nb)
     for cell in run.cells:
         if cell.cell_type == 'code' and SKIP.search(cell.source): cell.source = ''
-    NotebookClient(run, kernel_name='python3', timeout=900, resources={'metadata': {'path': str(ROOT/'nbs')}}).execute()
+    NotebookClient(run, timeout=900, resources={'metadata': {'path': str(ROOT/'nbs')}}).execute()
     return run
 
 
