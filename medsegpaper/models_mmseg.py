@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto 0
-__all__ = ['MMSEG_HEADS', 'HEAD_MIN_CHANNELS', 'MMSEG_MODELS', 'conv_module', 'conv_block', 'InterpConv', 'UNetS5D16',
-           'DecodeHead', 'FCNHead', 'PSPHead', 'ASPPHead', 'MMSegUNet', 'mmseg_unet_param_count', 'mmseg_unet']
+__all__ = ['MMSEG_HEADS', 'MMSEG_MODELS', 'conv_module', 'conv_block', 'InterpConv', 'UNetS5D16', 'init_classifier', 'DecodeHead',
+           'FCNHead', 'PSPHead', 'ASPPHead', 'head_channels', 'MMSegUNet', 'mmseg_unet_param_count', 'mmseg_unet']
 
 # %% ../nbs/05c_models.mmseg.ipynb
 def conv_module(ni: int, nf: int, ks: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -52,11 +52,17 @@ class UNetS5D16(nn.Module):
         return outs
 
 # %% ../nbs/05c_models.mmseg.ipynb
+def init_classifier(conv: nn.Conv2d) -> nn.Conv2d:
+    "Initialise classifier `conv` in place as MMSegmentation's decode heads do (weights normal(0, 0.01), bias 0); returns it."
+    nn.init.normal_(conv.weight, 0, 0.01)
+    nn.init.zeros_(conv.bias)
+    return conv
+
 class DecodeHead(nn.Module):
-    "Base of the heads: `features(x)` -> `channels` maps, then `Dropout2d` and the 1x1 classifier `conv_seg`."
+    "Base of the heads: `features(x)` -> `channels` maps, then `Dropout2d` and the 1x1 classifier `conv_seg` (`init_classifier`)."
     def __init__(self, channels: int, n_classes: int, dropout: float = 0.1):
         super().__init__()
-        self.dropout, self.conv_seg = nn.Dropout2d(dropout), nn.Conv2d(channels, n_classes, 1)
+        self.dropout, self.conv_seg = nn.Dropout2d(dropout), init_classifier(nn.Conv2d(channels, n_classes, 1))
     def forward(self, x): return self.conv_seg(self.dropout(self.features(x)))
 
 class FCNHead(DecodeHead):
@@ -101,9 +107,11 @@ class ASPPHead(DecodeHead):
 # %% ../nbs/05c_models.mmseg.ipynb
 MMSEG_HEADS = {'fcn': (FCNHead, 64), 'psp': (PSPHead, 16), 'aspp': (ASPPHead, 16)}
 
-HEAD_MIN_CHANNELS = 8
+def _scaled(c: int, width: float) -> int: return max(round(c * width), 1)
 
-def _scaled(c: int, width: float, lo: int = 1) -> int: return max(round(c * width), lo)
+def head_channels(c: int, width: float) -> int:
+    "Channels of a head whose config gives `c`, in a model `width` times the configs' width: never fewer than `c`."
+    return max(_scaled(c, width), c)
 
 class MMSegUNet(nn.Module):
     "MMSegmentation's `EncoderDecoder` of `UNetS5D16` + decode `head` (+ auxiliary `FCNHead`); pads inputs to a multiple of 16."
@@ -111,7 +119,7 @@ class MMSegUNet(nn.Module):
                  in_channels: int = 3, # image channels
                  n_classes: int = 2,   # output channels (logits)
                  head: str = 'psp',    # decode head: a key of `MMSEG_HEADS` ('fcn', 'psp', 'aspp')
-                 width: float = 1.,    # multiplies the configs' channels (backbone and heads; heads keep at least 8)
+                 width: float = 1.,    # multiplies the configs' backbone channels (heads: `head_channels`)
                  aux: bool = True,     # with the auxiliary `FCNHead` on the half-resolution level (used in training only)
                 ):
         super().__init__()
@@ -120,8 +128,8 @@ class MMSegUNet(nn.Module):
         self.backbone = UNetS5D16(in_channels, _scaled(64, width))
         cls, ch = MMSEG_HEADS[head]
         c = self.backbone.channels
-        self.decode_head = cls(c[4], _scaled(ch, width, HEAD_MIN_CHANNELS), n_classes)
-        self.aux_head = FCNHead(c[3], _scaled(64, width, HEAD_MIN_CHANNELS), n_classes) if aux else None
+        self.decode_head = cls(c[4], head_channels(ch, width), n_classes)
+        self.aux_head = FCNHead(c[3], head_channels(64, width), n_classes) if aux else None
 
     def forward(self, x):
         h, w = x.shape[-2:]
@@ -148,10 +156,10 @@ def mmseg_unet_param_count(head: str = 'psp',    # decode head: 'fcn', 'psp' or 
     ch = [_scaled(64, width) * 2**i for i in range(5)]
     n = cm(in_channels, ch[0]) + cm(ch[0], ch[0]) + sum(cm(ch[i - 1], ch[i]) + cm(ch[i], ch[i]) for i in range(1, 5))
     n += sum(cm(ch[i], ch[i - 1], 1) + cm(2 * ch[i - 1], ch[i - 1]) + cm(ch[i - 1], ch[i - 1]) for i in range(1, 5))
-    c, cls = _scaled(MMSEG_HEADS[head][1], width, HEAD_MIN_CHANNELS), lambda ni: ni * n_classes + n_classes
+    c, cls = head_channels(MMSEG_HEADS[head][1], width), lambda ni: ni * n_classes + n_classes
     n += {'fcn': cm(ch[0], c), 'psp': 4 * cm(ch[0], c, 1) + cm(ch[0] + 4 * c, c),
           'aspp': cm(ch[0], c, 1) + cm(ch[0], c, 1) + 3 * cm(ch[0], c) + cm(5 * c, c)}[head] + cls(c)
-    a = _scaled(64, width, HEAD_MIN_CHANNELS)
+    a = head_channels(64, width)
     if aux: n += cm(ch[1], a) + cls(a)
     return n
 
@@ -160,7 +168,7 @@ def mmseg_unet(in_channels: int,   # image channels
                n_classes: int,     # output channels (logits)
                encoder=None,       # must be None: the backbone is fixed (the argument is `get_model`'s)
                head: str = 'psp',  # decode head: 'fcn', 'psp' or 'aspp'
-               width: float = 1.,  # multiplies the configs' channels (heads keep at least 8)
+               width: float = 1.,  # multiplies the configs' backbone channels (heads: `head_channels`)
                aux: bool = True,   # with the auxiliary FCN head (used in training only)
               ) -> MMSegUNet:
     "MMSegmentation's UNet S5-D16 with decode `head` (and the auxiliary FCN head when `aux`), `width` times the configs' channels."

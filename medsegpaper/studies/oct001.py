@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ..core import import_fastai
 import_fastai()
 from fastai.callback.core import Callback, CancelValidException
+from fastai.callback.schedule import ParamScheduler
 from fastai.data.core import DataLoaders
 from fastai.optimizer import Adam
 from ..core import check_choice, get_device, seed_everything
@@ -19,12 +20,12 @@ from ..transforms import SegAugment, SegTfmDataset, SegDataLoader, normalize_ima
 from ..losses import CrossEntropyLoss, FocalLoss, one_hot
 from ..metrics import aggregate, confusion_matrices, mmseg_metrics
 from ..models import get_model
-from ..train import make_learner, fit
+from ..train import make_learner, lr_schedule
 
 # %% auto 0
-__all__ = ['OCT_LOSSES', 'AUX_WEIGHTS', 'OCT_OPTIMIZERS', 'mmseg_rescale', 'oct_size', 'oct_augment', 'IterationItems',
-           'iteration_dataloaders', 'NoValidation', 'mmseg_dice_loss', 'DecodeAuxLoss', 'train_oct', 'slide_logits',
-           'oct_predict', 'oct_scores']
+__all__ = ['OCT_LOSSES', 'AUX_WEIGHTS', 'OCT_OPTIMIZERS', 'POLY_HORIZON', 'mmseg_rescale', 'oct_size', 'oct_augment',
+           'IterationItems', 'iteration_dataloaders', 'NoValidation', 'mmseg_dice_loss', 'DecodeAuxLoss', 'train_oct',
+           'slide_logits', 'oct_predict', 'oct_scores']
 
 # %% ../../nbs/16_studies.oct001.ipynb
 def mmseg_rescale(hw, scale=(2048, 512)) -> tuple[int, int]:
@@ -98,6 +99,7 @@ class DecodeAuxLoss(nn.Module):
 
 # %% ../../nbs/16_studies.oct001.ipynb
 OCT_OPTIMIZERS = {'sgd': None, 'adam': partial(Adam, sqr_mom=0.999, eps=1e-8, decouple_wd=False)}
+POLY_HORIZON = 40_000  # the iterations study 001's PolyLR spanned (the HRF config's), whatever the run's length
 
 def train_oct(model: nn.Module,           # e.g. `get_model('unet_s5d16_psp', 3, 2)`
               train,                      # the training `SegDataset2D`
@@ -111,6 +113,7 @@ def train_oct(model: nn.Module,           # e.g. `get_model('unet_s5d16_psp', 3,
               lr: float = 0.01,           # the initial learning rate
               weight_decay: float = 5e-4, # weight decay on every parameter
               min_lr: float = 1e-4,       # the poly schedule's floor
+              horizon: int | None = None, # iterations the poly schedule spans (>= n_iter; None: n_iter)
               seed: int = 0,              # seed of everything random
               device='cpu',               # where to train
               progress: bool = False,     # show fastai's progress bar
@@ -120,8 +123,11 @@ def train_oct(model: nn.Module,           # e.g. `get_model('unet_s5d16_psp', 3,
     seed_everything(seed, get_device(device))
     dls = iteration_dataloaders(train, oct_augment(size, crop, flip), n_iter, batch_size, seed, device)
     learn = make_learner(dls, model, DecodeAuxLoss(loss), optimizer, lr, weight_decay, device, cbs=[NoValidation()], progress=progress)
+    if horizon is not None and horizon < n_iter: raise ValueError(f"horizon={horizon} must be at least n_iter={n_iter}")
     if OCT_OPTIMIZERS[optimizer]: learn.opt_func = OCT_OPTIMIZERS[optimizer]
-    return fit(learn, 1, lr, 'poly', eta_min=min_lr, power=0.9)
+    poly, span = lr_schedule('poly', lr, min_lr, 0.9), n_iter / (horizon or n_iter)
+    learn.fit(1, lr, cbs=ParamScheduler({'lr': lambda pos: poly(pos * span)}))
+    return learn
 
 # %% ../../nbs/16_studies.oct001.ipynb
 @torch.no_grad()

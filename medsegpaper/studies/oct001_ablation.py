@@ -16,14 +16,14 @@ from ..datasets import SegDataset2D, load_2d, write_av_sample
 from ..datasets.embedded_oct import OCT_SYNTH_CLASSES
 from ..experiment import DataRef, Param, Run, data_fingerprint
 from ..models import get_model
-from ..models_mmseg import MMSEG_HEADS
+from ..models_mmseg import MMSEG_HEADS, head_channels, init_classifier
 from .oct001 import OCT_LOSSES, OCT_OPTIMIZERS, mmseg_rescale, oct_predict, oct_scores, oct_size, train_oct
 from ..io import atomic_write
 
 # %% auto 0
 __all__ = ['VESSEL_DATASETS', 'ABLATION_KEYS', 'OCT_PARAMS', 'OCT_PUBLISHED', 'NO_FINETUNE', 'NO_FINETUNE_PUBLISHED',
-           'vessel_maps', 'vessel_data', 'vessel_checkpoint', 'read_state', 'oct_model', 'oct_data', 'oct_ablation',
-           'record_oct_ablation', 'ablation_label', 'side_by_side', 'oct_findings']
+           'vessel_maps', 'vessel_data', 'vessel_checkpoint', 'vessel_scores', 'read_state', 'oct_model', 'oct_data',
+           'oct_ablation', 'record_oct_ablation', 'ablation_label', 'side_by_side', 'oct_findings']
 
 # %% ../../nbs/16a_studies.oct001_ablation.ipynb
 VESSEL_DATASETS = ('av_sample', 'drive_av', 'les_av', 'hrf_av')
@@ -60,18 +60,32 @@ def vessel_checkpoint(folder,                    # where checkpoints are kept (o
                      ) -> tuple[Path, dict]:
     "The vessel-pretrained checkpoint of these settings under `folder`, trained (once, under a file lock) if missing; its path and what made it."
     ref = vessel_data(dataset, data_root)
-    made = dict(head=check_choice('head', head, MMSEG_HEADS), width=width, dataset=dataset, data=data_fingerprint(ref)['hash'],
+    heads = [head_channels(MMSEG_HEADS[check_choice('head', head, MMSEG_HEADS)][1], width), head_channels(64, width)]
+    made = dict(head=head, width=width, heads=heads, dataset=dataset, data=data_fingerprint(ref)['hash'],
                 iters=iters, scale=scale, crop=crop, batch_size=2, lr=0.01, weight_decay=5e-4, seed=seed)
     path = Path(folder)/f'vessel_{run_id(made)}.pth'
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f'{path}.lock'):
-        if path.exists(): return path, {**torch.load(path, weights_only=True)['made_with'], 'built_s': 0.}
+        if path.exists(): return path, _made(path)
         t0 = time.perf_counter()
         train = vessel_maps(ref.load('train'))
         model = _vessel_model(head, width, seed)
         train_oct(model, train, oct_size(train, (4 * scale, scale)), iters, 2, crop, True, seed=seed, device=device, progress=progress)
-        with atomic_write(path, binary=True) as f: torch.save({'state_dict': {k: v.cpu() for k, v in model.state_dict().items()}, 'made_with': made}, f)
-        return path, {**made, 'built_s': time.perf_counter() - t0}
+        scores = vessel_scores(model, vessel_maps(ref.load('valid')), scale, crop, device)
+        with atomic_write(path, binary=True) as f:
+            torch.save({'state_dict': {k: v.cpu() for k, v in model.state_dict().items()}, 'made_with': made, 'scores': scores}, f)
+        return path, {**made, **scores, 'built_s': time.perf_counter() - t0}
+
+def _made(path) -> dict:
+    ckpt = torch.load(path, weights_only=True)
+    return {**ckpt['made_with'], **ckpt.get('scores', {}), 'built_s': 0.}
+
+def vessel_scores(model, test: SegDataset2D, scale: int, crop: int = 0, device='cpu') -> dict:
+    "Vessel Dice and IoU (pooled over the images) of `model` on vessel maps `test`, resized to short side `scale`, windows of `crop` (0: whole frames)."
+    size = oct_size(test, (4 * scale, scale))
+    window = crop or max(size)
+    s = oct_scores(oct_predict(model, test.images, size, window, max(window * 2 // 3, 1), device), test.labels)
+    return {'vessel_dice': s['Dice_fluid'], 'vessel_iou': s['IoU_fluid'], 'vessel_n_test': len(test.labels)}
 
 # %% ../../nbs/16a_studies.oct001_ablation.ipynb
 def read_state(path) -> dict:
@@ -92,14 +106,14 @@ def oct_model(head: str,                   # decode head, one of `MMSEG_HEADS`
     except RuntimeError as e: raise ValueError(f"{start}: not a checkpoint of unet_s5d16_{head} at width {width}: {str(e)[:300]}") from e
     torch.manual_seed(seed)
     if new_classifier:
-        for conv in model.classifiers(): conv.reset_parameters()
+        for conv in model.classifiers(): init_classifier(conv)
     return model
 
 # %% ../../nbs/16a_studies.oct001_ablation.ipynb
 ABLATION_KEYS = ('iters', 'crop', 'flip', 'loss', 'optimizer', 'weight_decay')
 OCT_PARAMS = dict(dataset=Param(choices=('oct_synth', 'oct_dme')), head=Param(choices=MMSEG_HEADS), width=Param(gt=0),
                   iters=Param(ge=1), batch_size=Param(ge=2), crop=Param(ge=0), loss=Param(choices=OCT_LOSSES),
-                  optimizer=Param(choices=OCT_OPTIMIZERS), lr=Param(gt=0), weight_decay=Param(ge=0), scale=Param(ge=16),
+                  optimizer=Param(choices=OCT_OPTIMIZERS), lr=Param(gt=0), poly_horizon=Param(ge=0), weight_decay=Param(ge=0), scale=Param(ge=16),
                   slide_crop=Param(ge=16), slide_stride=Param(ge=1), init=Param(choices=('vessel', 'scratch')),
                   init_file=Param(file=True), vessel_dataset=Param(choices=VESSEL_DATASETS), vessel_iters=Param(ge=1),
                   vessel_scale=Param(ge=16), vessel_crop=Param(ge=0), device=Param(choices=DEVICES),
@@ -125,11 +139,12 @@ def oct_ablation(run: Run, device='cpu', progress: bool = False) -> dict:
     t0 = time.perf_counter()
     if p['finetune']:
         train_oct(model, train, size, p['iters'], p['batch_size'], p['crop'], p['flip'], p['loss'], p['optimizer'], p['lr'],
-                  p['weight_decay'], seed=p['seed'], device=device, progress=progress)
+                  p['weight_decay'], horizon=p['poly_horizon'] or None, seed=p['seed'], device=device, progress=progress)
     t1 = time.perf_counter()
     preds = oct_predict(model, valid.images, size, p['slide_crop'], p['slide_stride'], device)
     info = dict(n_train=len(train), n_params=sum(q.numel() for q in model.parameters()), train_s=t1 - t0,
-                test_s=time.perf_counter() - t1, vessel_checkpoint=Path(start).name if start else '', vessel_s=made.get('built_s', 0.))
+                test_s=time.perf_counter() - t1, vessel_checkpoint=Path(start).name if start else '', vessel_s=made.get('built_s', 0.),
+                **{k: made.get(k, float('nan')) for k in ('vessel_dice', 'vessel_iou')})
     return {'scores': oct_scores(preds, valid.labels), 'info': info, 'preds': preds, 'valid': valid, 'model': model}
 
 def record_oct_ablation(run: Run, results, device='cpu', progress: bool = False) -> dict:
