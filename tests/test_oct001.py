@@ -80,7 +80,8 @@ def test_mmseg_miou_on_a_hand_computed_case():
 
 def test_published_rows_are_named_and_findings_need_their_rows():
     assert ablation_label(dict(iters=400, crop=0, flip=True, loss='ce', optimizer='sgd', weight_decay=5e-4)) == '+ h-flip'
-    assert oct_findings(pd.DataFrame({'ablation': ['crop 192'], 'mDice': [.7], 'end': ['x']})).holds.isna().all()
+    row = dict(ablation='crop 192', seed=0, mDice=.7, mIoU=.6, IoU_fluid=.3, fluid_IoU_per_image=.3, n_empty_preds=11, n_images=22, end='x')
+    assert oct_findings(pd.DataFrame([row])).holds.isna().all()
 
 
 def test_bad_parameters_are_named_with_their_choices():
@@ -112,12 +113,16 @@ def test_protocols_plan_the_published_rows(tmp_path, monkeypatch):
     from medsegpaper.sweep import load_protocol, plan_runs
     write_oct_dme_sample(tmp_path, layout='png', n=2, height=32, width=32)
     monkeypatch.setenv('MEDSEGPAPER_DATA', str(tmp_path))
-    for name, width in (('oct001_cpu', 0.0625), ('oct001_full', 1.0)):
+    published = set(OCT_PUBLISHED.ablation)
+    for name, width, n, extra in (('oct001_cpu', 0.25, 40, {'crop 320 + SGD wd 1e-4 (best) from scratch'}), ('oct001_full', 1.0, 13, set())):
         runs = plan_runs(load_protocol(REPO/'nbs'/'protocols'/f'{name}.yaml'))
-        assert len(runs) == 13 and not [r.error for r in runs if r.error]
+        assert len(runs) == n and not [r.error for r in runs if r.error]
         labels = [ablation_label(r.params) for r in runs]
-        assert labels[0] == 'no fine-tuning' and set(labels[1:]) == set(OCT_PUBLISHED.ablation)
+        assert labels[0] == 'no fine-tuning' and labels.count('no fine-tuning') == 1 and set(labels[1:]) == published | extra
         assert {r.params['width'] for r in runs} == {width} and {r.params['batch_size'] for r in runs} == {2}
+        seeds = {l: sorted(r.params['seed'] for r, m in zip(runs, labels) if m == l) for l in published | extra}
+        assert set(map(tuple, seeds.values())) == ({(0, 1, 2)} if name == 'oct001_cpu' else {(0,)})
+        assert len({r.params.get('vessel_seed', 0) for r in runs}) == 1  # one vessel start for every row and seed
 
 
 def test_real_frames_resize_to_512_and_half_the_validation_masks_are_empty(reference, tmp_path):

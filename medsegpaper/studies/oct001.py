@@ -117,12 +117,13 @@ def train_oct(model: nn.Module,           # e.g. `get_model('unet_s5d16_psp', 3,
               seed: int = 0,              # seed of everything random
               device='cpu',               # where to train
               progress: bool = False,     # show fastai's progress bar
+              cbs=(),                     # more fastai callbacks
              ):
     "Train `model` on `train` for `n_iter` iterations of study 001's pipeline and optimiser; returns the fastai `Learner`."
     check_choice('optimizer', optimizer, OCT_OPTIMIZERS)
     seed_everything(seed, get_device(device))
     dls = iteration_dataloaders(train, oct_augment(size, crop, flip), n_iter, batch_size, seed, device)
-    learn = make_learner(dls, model, DecodeAuxLoss(loss), optimizer, lr, weight_decay, device, cbs=[NoValidation()], progress=progress)
+    learn = make_learner(dls, model, DecodeAuxLoss(loss), optimizer, lr, weight_decay, device, cbs=[NoValidation(), *cbs], progress=progress)
     if horizon is not None and horizon < n_iter: raise ValueError(f"horizon={horizon} must be at least n_iter={n_iter}")
     if OCT_OPTIMIZERS[optimizer]: learn.opt_func = OCT_OPTIMIZERS[optimizer]
     poly, span = lr_schedule('poly', lr, min_lr, 0.9), n_iter / (horizon or n_iter)

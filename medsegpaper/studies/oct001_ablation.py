@@ -22,8 +22,9 @@ from ..io import atomic_write
 
 # %% auto 0
 __all__ = ['VESSEL_DATASETS', 'ABLATION_KEYS', 'OCT_PARAMS', 'OCT_PUBLISHED', 'NO_FINETUNE', 'NO_FINETUNE_PUBLISHED',
-           'vessel_maps', 'vessel_data', 'vessel_checkpoint', 'vessel_scores', 'read_state', 'oct_model', 'oct_data',
-           'oct_ablation', 'record_oct_ablation', 'ablation_label', 'side_by_side', 'oct_findings']
+           'FROM_SCRATCH', 'STUDY_SCALE', 'OCT_METRICS', 'vessel_maps', 'vessel_data', 'vessel_checkpoint',
+           'vessel_scores', 'read_state', 'oct_model', 'oct_data', 'trained_iters', 'oct_ablation',
+           'record_oct_ablation', 'study_crop', 'ablation_label', 'seed_summary', 'side_by_side', 'oct_findings']
 
 # %% ../../nbs/16a_studies.oct001_ablation.ipynb
 VESSEL_DATASETS = ('av_sample', 'drive_av', 'les_av', 'hrf_av')
@@ -112,22 +113,26 @@ def oct_model(head: str,                   # decode head, one of `MMSEG_HEADS`
 # %% ../../nbs/16a_studies.oct001_ablation.ipynb
 ABLATION_KEYS = ('iters', 'crop', 'flip', 'loss', 'optimizer', 'weight_decay')
 OCT_PARAMS = dict(dataset=Param(choices=('oct_synth', 'oct_dme')), head=Param(choices=MMSEG_HEADS), width=Param(gt=0),
-                  iters=Param(ge=1), batch_size=Param(ge=2), crop=Param(ge=0), loss=Param(choices=OCT_LOSSES),
+                  iters=Param(ge=1), iter_factor=Param(ge=1), batch_size=Param(ge=2), crop=Param(ge=0), loss=Param(choices=OCT_LOSSES),
                   optimizer=Param(choices=OCT_OPTIMIZERS), lr=Param(gt=0), poly_horizon=Param(ge=0), weight_decay=Param(ge=0), scale=Param(ge=16),
                   slide_crop=Param(ge=16), slide_stride=Param(ge=1), init=Param(choices=('vessel', 'scratch')),
                   init_file=Param(file=True), vessel_dataset=Param(choices=VESSEL_DATASETS), vessel_iters=Param(ge=1),
-                  vessel_scale=Param(ge=16), vessel_crop=Param(ge=0), device=Param(choices=DEVICES),
+                  vessel_scale=Param(ge=16), vessel_crop=Param(ge=0), vessel_seed=Param(), device=Param(choices=DEVICES),
                   vessel_dir=Param(identity=False), vessel_data_root=Param(identity=False))
 
 def oct_data(params: dict) -> DataRef:
     "The frames a study 001 run reads: `dataset` under `data_root`, grey as 3 channels, `dataset_opts` added."
     return DataRef(params['dataset'], params['data_root'] or None, {'channels': 3, **params['dataset_opts']})
 
+def trained_iters(p: dict) -> int:
+    "The iterations a run trains: the study's `iters` times the reduction's `iter_factor`."
+    return p['iters'] * p['iter_factor']
+
 def _start(p: dict, device, progress) -> tuple:
     if p['init_file']: return p['init_file'], {}
     if p['init'] == 'scratch': return None, {}
     return vessel_checkpoint(p['vessel_dir'], p['head'], p['width'], p['vessel_dataset'], p['vessel_data_root'] or p['data_root'] or None,
-                             p['vessel_iters'], p['vessel_scale'], p['vessel_crop'], p['seed'], device, progress)
+                             p['vessel_iters'], p['vessel_scale'], p['vessel_crop'], p['vessel_seed'], device, progress)
 
 def oct_ablation(run: Run, device='cpu', progress: bool = False) -> dict:
     "Train (unless `finetune` is off) and test one study 001 run; its scores, timings and the vessel checkpoint used."
@@ -138,11 +143,11 @@ def oct_ablation(run: Run, device='cpu', progress: bool = False) -> dict:
     model = oct_model(p['head'], p['width'], start, p['finetune'], p['seed'])
     t0 = time.perf_counter()
     if p['finetune']:
-        train_oct(model, train, size, p['iters'], p['batch_size'], p['crop'], p['flip'], p['loss'], p['optimizer'], p['lr'],
-                  p['weight_decay'], horizon=p['poly_horizon'] or None, seed=p['seed'], device=device, progress=progress)
+        train_oct(model, train, size, trained_iters(p), p['batch_size'], p['crop'], p['flip'], p['loss'], p['optimizer'], p['lr'],
+                  p['weight_decay'], horizon=p['poly_horizon'] * p['iter_factor'] or None, seed=p['seed'], device=device, progress=progress)
     t1 = time.perf_counter()
     preds = oct_predict(model, valid.images, size, p['slide_crop'], p['slide_stride'], device)
-    info = dict(n_train=len(train), n_params=sum(q.numel() for q in model.parameters()), train_s=t1 - t0,
+    info = dict(iters_trained=trained_iters(p) if p['finetune'] else 0, n_train=len(train), n_params=sum(q.numel() for q in model.parameters()), train_s=t1 - t0,
                 test_s=time.perf_counter() - t1, vessel_checkpoint=Path(start).name if start else '', vessel_s=made.get('built_s', 0.),
                 **{k: made.get(k, float('nan')) for k in ('vessel_dice', 'vessel_iou')})
     return {'scores': oct_scores(preds, valid.labels), 'info': info, 'preds': preds, 'valid': valid, 'model': model}
@@ -170,34 +175,58 @@ _PUB = [('200 it, CE, SGD, wd 5e-4, no crop', 200, 0, False, 'ce', 'sgd', 5e-4, 
         ('crop 320 + SGD wd 1e-3 (README only)', 400, 320, False, 'ce', 'sgd', 1e-3, 83.12, 74.64, np.nan)]
 OCT_PUBLISHED = pd.DataFrame(_PUB, columns=['ablation', *ABLATION_KEYS, 'mDice', 'mIoU', 'IoU_fluid'])
 NO_FINETUNE, NO_FINETUNE_PUBLISHED = 'no fine-tuning', (0.1, 0.2)  # fluid IoU per image, x100
+FROM_SCRATCH = ' from scratch'
+
+STUDY_SCALE = 512  # the short side study 001 resized its frames to: its crops are sides at this scale
+
+def study_crop(params: dict) -> float:
+    "A run's crop side at the study's scale: a crop of 80 at `scale` 128 is the study's 320."
+    return params['crop'] * STUDY_SCALE / params.get('scale', STUDY_SCALE)
 
 def ablation_label(params: dict) -> str:
-    "The published row a run with `params` repeats ('no fine-tuning' when it is not fine-tuned), else ''."
+    "The published row a run with `params` repeats ('no fine-tuning' when it is not fine-tuned; `FROM_SCRATCH` appended without the vessel start), else ''."
     if not params.get('finetune', True): return NO_FINETUNE
-    hit = OCT_PUBLISHED[np.logical_and.reduce([OCT_PUBLISHED[k] == params[k] for k in ABLATION_KEYS])]
-    return hit.ablation.iloc[0] if len(hit) else ''
+    p = {**params, 'crop': study_crop(params)}
+    hit = OCT_PUBLISHED[np.logical_and.reduce([OCT_PUBLISHED[k] == p[k] for k in ABLATION_KEYS])]
+    if not len(hit): return ''
+    return hit.ablation.iloc[0] + (FROM_SCRATCH if params.get('init') == 'scratch' and not params.get('init_file') else '')
 
 # %% ../../nbs/16a_studies.oct001_ablation.ipynb
+OCT_METRICS = ['mDice', 'mIoU', 'IoU_fluid', 'fluid_IoU_per_image']
+
+def seed_summary(ours: pd.DataFrame) -> pd.DataFrame:
+    "Per ablation label: the latest row of each seed, then the mean and sd over seeds of the scores and empty predictions, and the seed count."
+    t = ours[ours.ablation.fillna('') != ''].sort_values('end').groupby(['ablation', 'seed']).last()
+    g = t.groupby(level='ablation')
+    return g[OCT_METRICS + ['n_empty_preds', 'n_images']].mean().join(g[OCT_METRICS].std().add_suffix('_sd')).assign(n_seeds=g.size())
+
 def side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
-    "Published and our mDice / mIoU / fluid IoU (x100) per ablation row, the no-fine-tuning baseline last."
-    ours = ours[ours.ablation.fillna('') != ''].sort_values('end').groupby('ablation').last()
-    cols = ['mDice', 'mIoU', 'IoU_fluid', 'fluid_IoU_per_image']
+    "Published and our mean mDice / mIoU / fluid IoU (x100, with the sd over seeds) per ablation row; rows the study did not publish last."
+    s = seed_summary(ours)
     table = OCT_PUBLISHED.set_index('ablation')[['mDice', 'mIoU', 'IoU_fluid']].add_prefix('published_')
     table.loc[NO_FINETUNE, 'published_fluid_IoU_per_image'] = np.mean(NO_FINETUNE_PUBLISHED)
-    return table.join((ours[cols] * 100).add_prefix('ours_'), how='left').round(2)
+    table = table.reindex([*table.index, *(l for l in s.index if l not in table.index)])
+    ours = (s[OCT_METRICS + [f'{m}_sd' for m in OCT_METRICS]] * 100).add_prefix('ours_').assign(n_seeds=s.n_seeds)
+    return table.join(ours, how='left').round(2)
+
+def _finding(name: str, labels: list, s: pd.DataFrame, test, col: str = 'mDice') -> tuple:
+    "One finding: its name, our evidence (mean +- sd, seeds) on `labels`, and `test(means)` (None where a row is missing)."
+    if missing := [l for l in labels if l not in s.index]: return name, f"no rows: {', '.join(missing)}", None
+    means = [s.loc[l, col] for l in labels]
+    sd = lambda l: f" +- {s.loc[l, col + '_sd']:.4f}" if col + '_sd' in s and s.loc[l, 'n_seeds'] > 1 else ''
+    evidence = '; '.join(f"{l}: {s.loc[l, col]:.4f}{sd(l)} ({s.loc[l, 'n_seeds']} seeds)" for l in labels)
+    return name, f'{col} {evidence}', bool(test(means))
 
 def oct_findings(ours: pd.DataFrame) -> pd.DataFrame:
-    "The study's four findings, each with our evidence and whether it holds on `ours` (None: a needed row is missing)."
-    t = ours[ours.ablation.fillna('') != ''].sort_values('end').groupby('ablation').last()
-    get = lambda label, col: t.loc[label, col] if label in t.index else np.nan
-    base, c288, c320 = (get(k, 'mDice') for k in ('400 it (baseline)', 'crop 288', 'crop 320'))
-    wds = [get(k, 'mDice') for k in ('crop 320', 'crop 320 + SGD wd 1e-4 (best)', 'crop 320 + SGD wd 1e-3 (README only)')]
-    nft, adam = get(NO_FINETUNE, 'fluid_IoU_per_image'), get('crop 320 + Adam', 'n_empty_preds')
-    rows = [('no fine-tuning is useless', f'fluid IoU per image {nft:.4f}', None if np.isnan(nft) else nft < 0.01),
-            ('crops 288 and 320 beat no crop', f'mDice {c288:.4f}, {c320:.4f} vs {base:.4f}',
-             None if np.isnan([base, c288, c320]).any() else bool(c288 > base and c320 > base)),
-            ('Adam at lr 0.01 collapses to background', f"{adam} of {get('crop 320 + Adam', 'n_images')} frames without fluid predicted",
-             None if np.isnan(adam) else bool(adam == get('crop 320 + Adam', 'n_images'))),
-            ('weight decay barely matters', 'mDice ' + ', '.join(f'{v:.4f}' for v in wds),
-             None if np.isnan(wds).any() else bool(np.ptp(wds) < 0.02))]
+    "The study's five findings, each with our evidence (means over seeds) and whether it holds on `ours` (None: a needed row is missing)."
+    s = seed_summary(ours)
+    noise = lambda labels: np.nanmax([s.loc[l, 'mDice_sd'] for l in labels] + [0.])
+    losses = ['crop 320', 'crop 320 + Dice', 'crop 320 + focal']
+    rows = [_finding('no fine-tuning is useless', [NO_FINETUNE], s, lambda m: m[0] < 0.01, 'fluid_IoU_per_image'),
+            _finding('crops 288 and 320 beat no crop', ['400 it (baseline)', 'crop 288', 'crop 320'], s, lambda m: m[1] > m[0] and m[2] > m[0]),
+            _finding('Adam at lr 0.01 collapses to background', ['crop 320 + Adam'], s,
+                     lambda m: m[0] == s.loc['crop 320 + Adam', 'n_images'], 'n_empty_preds'),
+            _finding('weight decay barely matters', ['crop 320', 'crop 320 + SGD wd 1e-4 (best)', 'crop 320 + SGD wd 1e-3 (README only)'], s,
+                     lambda m: np.ptp(m) < 0.02),
+            _finding('Dice and focal losses do not beat CE', losses, s, lambda m: max(m[1:]) <= m[0] + noise(losses))]
     return pd.DataFrame(rows, columns=['finding', 'ours', 'holds'])
