@@ -18,13 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def protocol_row(protocol: Path, label: str, seed: int):
-    "The planned run of `protocol` whose ablation label is `label` (and seed `seed`)."
+    "The checked `Run` of `protocol` whose ablation label is `label` (and seed `seed`), as its notebook would plan it."
+    from medsegpaper.experiment import notebook_experiment
     from medsegpaper.sweep import load_protocol, plan_runs
     from medsegpaper.studies.oct001_ablation import ablation_label
-    runs = [r for r in plan_runs(load_protocol(protocol)) if ablation_label(r.params) == label and r.params['seed'] == seed]
+    proto = load_protocol(protocol)
+    runs = [r for r in plan_runs(proto) if ablation_label(r.params) == label and r.params['seed'] == seed]
     if not runs: raise SystemExit(f"{protocol}: no run labelled {label!r} with seed {seed}")
     if runs[0].error: raise SystemExit(f"{protocol}: {label}: {runs[0].error}")
-    return runs[0]
+    return notebook_experiment(proto.notebook).plan(runs[0].params)
 
 
 def baseline(train, valid, size, cpu_seconds: float, seed: int) -> dict:
@@ -66,7 +68,7 @@ def main():
     size = oct_size(out['valid'], (4 * run.params['scale'], run.params['scale']))
     base = baseline(run.load('train'), out['valid'], size, train_cpu, a.seed)
     keys = ('mDice', 'Dice_fluid', 'IoU_fluid', 'n_empty_preds')
-    print(json.dumps({'row': a.row, 'iters': run.params['iters'], 'train_cpu_s': round(train_cpu),
+    print(json.dumps({'row': a.row, 'iters': out['info']['iters_trained'], 'train_cpu_s': round(train_cpu),
                       'vessel_dice': out['info'].get('vessel_dice'), **{k: round(out['scores'][k], 4) for k in keys}}))
     print(json.dumps({'row': 'U-Net 16, CE, Adam 1e-3, batch 4, whole frames', 'iters': base['iterations'],
                       'train_cpu_s': round(base['train_cpu_s']), **{k: round(base[k], 4) for k in keys}}))
