@@ -11,8 +11,8 @@ from .io import atomic_write
 
 # %% auto 0
 __all__ = ['FINISHED', 'THREAD_VARIABLES', 'LOCALHOST', 'ipc_kernel_manager', 'cells_started', 'environ', 'kernel_threads',
-           'execute_run', 'visible_gpus', 'worker_environments', 'local_cluster', 'slurm_cluster', 'tls_security',
-           'sweep_client']
+           'run_kernel', 'execute_run', 'visible_gpus', 'worker_environments', 'local_cluster', 'slurm_cluster',
+           'tls_security', 'sweep_client']
 
 # %% ../nbs/13a_sweep_cluster.ipynb
 FINISHED = 'finished.json'
@@ -64,10 +64,18 @@ def kernel_threads(threads: int | None = None) -> int:
     return max(1, len(os.sched_getaffinity(0)) // max(1, runs))
 
 # %% ../nbs/13a_sweep_cluster.ipynb
+def run_kernel(notebook, kernel: str | None = None) -> str:
+    "The kernel a run of `notebook` uses: `kernel`, else the notebook's kernelspec, else `medsegpaper`'s."
+    if kernel: return kernel
+    from medsegpaper.kernel import KERNEL_NAME
+    meta = json.loads(Path(notebook).read_text()).get('metadata', {})
+    return meta.get('kernelspec', {}).get('name') or KERNEL_NAME
+
+# %% ../nbs/13a_sweep_cluster.ipynb
 def execute_run(notebook,                   # the notebook to run
                 folder,                     # the run's folder: emptied, then it holds the executed notebook
                 params: dict,               # papermill parameters
-                kernel: str | None = None,  # the Jupyter kernel's name (None: the notebook's)
+                kernel: str | None = None,  # the Jupyter kernel's name (None: `run_kernel`'s)
                 cwd=None,                   # the kernel's working directory (None: this process's)
                 delay: float = 0.,          # seconds to wait first (staggers concurrent kernel starts)
                 threads: int | None = None, # CPU threads of the kernel; None: `kernel_threads()`
@@ -84,7 +92,7 @@ def execute_run(notebook,                   # the notebook to run
     try:
         with environ(**{v: n for v in THREAD_VARIABLES}), warnings.catch_warnings():
             warnings.simplefilter('ignore', nbformat.validator.MissingIDFieldWarning)  # papermill's injected cell has no id
-            pm.execute_notebook(str(notebook), str(out), parameters=params, kernel_name=kernel, cwd=cwd,
+            pm.execute_notebook(str(notebook), str(out), parameters=params, kernel_name=run_kernel(notebook, kernel), cwd=cwd,
                                 progress_bar=False, log_output=False, kernel_manager_class=ipc_kernel_manager())
     except pm.PapermillExecutionError as e: return info('failed', f'{e.ename}: {e.evalue}')
     except Exception as e: return info('failed' if cells_started(out) else 'start_failed', f'{type(e).__name__}: {e}')
