@@ -24,9 +24,10 @@ from .results import canonical_json
 from .io import atomic_write, replace_durably
 
 # %% auto 0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'MANIFEST', 'SchedPolyDecay', 'lr_schedule', 'save_atomic', 'EpochCheckpoint',
-           'make_learner', 'CheckpointWarning', 'checkpoint_epochs', 'last_checkpoint', 'checkpoint_damage',
-           'resume_point', 'fit', 'claim_checkpoints', 'full_size_logits', 'predict_masks', 'predict_probs']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'MANIFEST', 'SchedPolyDecay', 'lr_schedule', 'save_atomic', 'EpochCheckpoint',
+           'resolve_precision', 'precision_autocast', 'DeviceMixedPrecision', 'make_learner', 'CheckpointWarning',
+           'checkpoint_epochs', 'last_checkpoint', 'checkpoint_damage', 'resume_point', 'fit', 'claim_checkpoints',
+           'full_size_logits', 'predict_masks', 'predict_probs']
 
 # %% ../nbs/08_train.ipynb
 OPTIMIZERS = {
@@ -69,27 +70,52 @@ class EpochCheckpoint(Callback):
         replace_durably(tmp, tmp.with_name(f'epoch_{self.epoch}.pth'))
 
 # %% ../nbs/08_train.ipynb
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+def resolve_precision(precision: str = 'auto', device='cpu') -> str:
+    "The precision a run on `device` computes in: `precision`, where 'auto' is bf16 on CUDA and fp32 elsewhere; fp16 needs CUDA."
+    check_choice('precision', precision, PRECISIONS)
+    dev = get_device(device)
+    if precision == 'auto': return 'bf16' if dev.type == 'cuda' else 'fp32'
+    if precision == 'fp16' and dev.type != 'cuda':
+        raise ValueError(f"precision='fp16' needs CUDA (its gradient scaler); on {dev.type} use 'bf16' or 'fp32'")
+    return precision
+
+def precision_autocast(precision: str = 'auto', device='cpu'):
+    "`torch.autocast` on `device` in `precision` (see `resolve_precision`); disabled in fp32."
+    dev, p = get_device(device), resolve_precision(precision, device)
+    return torch.autocast(dev.type, dtype=_DTYPES[p], enabled=p != 'fp32')
+
+class DeviceMixedPrecision(MixedPrecision):
+    "fastai's `MixedPrecision`, autocasting on the device of the learner's model rather than on CUDA only."
+    def before_fit(self):
+        super().before_fit()
+        dev = next(self.learn.model.parameters()).device
+        self.autocast = torch.autocast(dev.type, dtype=_DTYPES[self.amp_mode.value])
+
+# %% ../nbs/08_train.ipynb
 def make_learner(dls: DataLoaders,           # training and validation loaders (moved to `device`)
                  model: torch.nn.Module,     # the network (moved to `device`)
                  loss_func,                  # loss of (logits, targets), e.g. from `medsegpaper.losses.get_loss`
                  optimizer: str = 'adam',    # one of `OPTIMIZERS`: sgd, adam, adamw
                  lr: float = 1e-3,           # default (peak) learning rate of `fit`
                  weight_decay: float = 0.,   # L2 for sgd/adam, decoupled for adamw; biases and norms included
-                 device='cpu',               # 'auto', 'cpu' or 'cuda' (bf16 autocast, and channels-last in 2D)
+                 device='cpu',               # 'auto', 'cpu' or 'cuda' (channels-last in 2D)
                  checkpoint_dir=None,        # folder for `epoch_<n>.pth` after every epoch (None: no checkpoints)
                  metrics=(),                 # fastai metrics computed on the validation set each epoch
                  cbs=(),                     # more fastai callbacks
                  spatial_dims: int = 2,      # 2 or 3: channels-last is used for 2D models only
                  progress: bool = True,      # show fastai's progress bars and table
+                 precision: str = 'auto',    # one of `PRECISIONS` ('auto': bf16 on CUDA, fp32 elsewhere)
                 ) -> Learner:
-    "A fastai `Learner` on `device` with the named optimiser, mixed precision on CUDA and per-epoch checkpoints."
+    "A fastai `Learner` on `device` with the named optimiser, `precision` autocast and per-epoch checkpoints."
     check_choice('optimizer', optimizer, OPTIMIZERS)
     dev = get_device(device)
     dls.to(dev)
     cbs = list(cbs) + ([EpochCheckpoint()] if checkpoint_dir else [])
-    if dev.type == 'cuda':
-        cbs.append(MixedPrecision(amp_mode=AMPMode.BF16))
-        if spatial_dims == 2: cbs.append(ChannelsLast())
+    if (p := resolve_precision(precision, dev)) != 'fp32': cbs.append(DeviceMixedPrecision(amp_mode=AMPMode(p)))
+    if dev.type == 'cuda' and spatial_dims == 2: cbs.append(ChannelsLast())
     learn = Learner(dls, model.to(dev), loss_func=loss_func, opt_func=OPTIMIZERS[optimizer], lr=lr,
                     wd=weight_decay, wd_bn_bias=True, metrics=list(metrics), cbs=cbs, path=Path(checkpoint_dir or '.'), model_dir='.')
     if not progress: learn.remove_cb(ProgressCallback)
@@ -184,22 +210,22 @@ def claim_checkpoints(folder, made_with: dict) -> Path:
 
 # %% ../nbs/08_train.ipynb
 @torch.no_grad()
-def full_size_logits(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8):
-    "Yield `model`'s logits (C, H, W) for each of `images`, prepared by `tfm` and resized back to the image's own (H, W)."
+def full_size_logits(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8, precision: str = 'auto'):
+    "Yield `model`'s logits (C, H, W) for each of `images`, prepared by `tfm`, computed in `precision` and resized back to the image's own (H, W)."
     dev = get_device(device)
     model = model.to(dev).eval()
     for i in range(0, len(images), batch_size):
         chunk = images[i:i + batch_size]
         x = torch.stack([tfm(im, np.zeros(im.shape[-2:], np.int64))[0] for im in chunk]).to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
+        with precision_autocast(precision, dev):
             logits = model(x).float()
         for im, lg in zip(chunk, logits):
             yield F.interpolate(lg[None], size=tuple(im.shape[-2:]), mode='bilinear', align_corners=False)[0]
 
-def predict_masks(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8) -> list[np.ndarray]:
+def predict_masks(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8, precision: str = 'auto') -> list[np.ndarray]:
     "Integer masks, one per image at its own (H, W), from `model` applied to `tfm`-prepared images."
-    return [lg.argmax(0).cpu().numpy().astype(np.int64) for lg in full_size_logits(model, images, tfm, device, batch_size)]
+    return [lg.argmax(0).cpu().numpy().astype(np.int64) for lg in full_size_logits(model, images, tfm, device, batch_size, precision)]
 
-def predict_probs(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8) -> list[np.ndarray]:
+def predict_probs(model: torch.nn.Module, images, tfm, device='cpu', batch_size: int = 8, precision: str = 'auto') -> list[np.ndarray]:
     "Softmax class probabilities (C, H, W), one per image at its own (H, W): for AUROC and AP (study 000)."
-    return [lg.softmax(0).cpu().numpy() for lg in full_size_logits(model, images, tfm, device, batch_size)]
+    return [lg.softmax(0).cpu().numpy() for lg in full_size_logits(model, images, tfm, device, batch_size, precision)]

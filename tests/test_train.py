@@ -81,3 +81,13 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
         assert (run_dir/n).stat().st_mtime_ns == mtime and (run_dir/n).read_bytes() == data, n
     for m in ('dice_mean', 'jaccard_mean', 'accuracy', 'dice_grey_matter', 'dice_white_matter'):
         assert resumed[m] == full[m], (m, resumed[m], full[m])
+
+
+def test_bf16_on_the_cpu_scores_the_defaults_as_fp32_does(tmp_path):
+    "The main job at its defaults with `-p amp bf16` on the CPU: the same run (id), recorded as bf16, mean Dice within 0.02 of fp32's."
+    fp32 = run_train(tmp_path, 'fp32', 'fp32.csv', device='cpu', amp='fp32').iloc[0]
+    bf16 = run_train(tmp_path, 'bf16', 'bf16.csv', device='cpu', amp='bf16').iloc[0]
+    assert (fp32['amp'], bf16['amp']) == ('fp32', 'bf16')
+    assert bf16['run_id'] == fp32['run_id'] and fp32['run_id'] in set(pd.read_csv(REPO/'results'/'train_scores.csv')['run_id'])  # ids unchanged
+    assert fp32['dice_mean'] > 0.8, fp32['dice_mean']
+    assert abs(bf16['dice_mean'] - fp32['dice_mean']) <= 0.02, (bf16['dice_mean'], fp32['dice_mean'])

@@ -20,7 +20,7 @@ from ..transforms import SegAugment, SegTfmDataset, SegDataLoader, normalize_ima
 from ..losses import CrossEntropyLoss, FocalLoss, one_hot
 from ..metrics import aggregate, confusion_matrices, mmseg_metrics
 from ..models import get_model
-from ..train import make_learner, lr_schedule
+from ..train import make_learner, lr_schedule, precision_autocast
 
 # %% auto 0
 __all__ = ['OCT_LOSSES', 'AUX_WEIGHTS', 'OCT_OPTIMIZERS', 'POLY_HORIZON', 'mmseg_rescale', 'oct_size', 'oct_augment',
@@ -118,12 +118,14 @@ def train_oct(model: nn.Module,           # e.g. `get_model('unet_s5d16_psp', 3,
               device='cpu',               # where to train
               progress: bool = False,     # show fastai's progress bar
               cbs=(),                     # more fastai callbacks
+              precision: str = 'auto',    # one of `PRECISIONS` (`medsegpaper.train`)
              ):
     "Train `model` on `train` for `n_iter` iterations of study 001's pipeline and optimiser; returns the fastai `Learner`."
     check_choice('optimizer', optimizer, OCT_OPTIMIZERS)
     seed_everything(seed, get_device(device))
     dls = iteration_dataloaders(train, oct_augment(size, crop, flip), n_iter, batch_size, seed, device)
-    learn = make_learner(dls, model, DecodeAuxLoss(loss), optimizer, lr, weight_decay, device, cbs=[NoValidation(), *cbs], progress=progress)
+    learn = make_learner(dls, model, DecodeAuxLoss(loss), optimizer, lr, weight_decay, device, cbs=[NoValidation(), *cbs], progress=progress,
+                         precision=precision)
     if horizon is not None and horizon < n_iter: raise ValueError(f"horizon={horizon} must be at least n_iter={n_iter}")
     if OCT_OPTIMIZERS[optimizer]: learn.opt_func = OCT_OPTIMIZERS[optimizer]
     poly, span = lr_schedule('poly', lr, min_lr, 0.9), n_iter / (horizon or n_iter)
@@ -141,7 +143,7 @@ def slide_logits(model: nn.Module, x: torch.Tensor, crop: int = 256, stride: int
         for j in grid(w):
             y2, x2 = min(i * stride + crop, h), min(j * stride + crop, w)
             y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
-            logits = model(x[..., y1:y2, x1:x2])
+            logits = model(x[..., y1:y2, x1:x2]).float()
             if out is None: out = x.new_zeros(x.shape[0], logits.shape[1], h, w)
             out[..., y1:y2, x1:x2] += logits; count[..., y1:y2, x1:x2] += 1
     return out / count
@@ -153,15 +155,17 @@ def oct_predict(model: nn.Module,  # the trained model
                 crop: int = 256,   # the sliding window's side
                 stride: int = 170, # the step between windows
                 device='cpu',      # where to predict
+                precision: str = 'auto', # one of `PRECISIONS` (`medsegpaper.train`)
                ) -> list[np.ndarray]:
-    "Label maps of `images` ((C,H,W) in [0, 1]): resized to `size`, ImageNet-normalised, `slide_logits`, logits resized back, argmax."
+    "Label maps of `images` ((C,H,W) in [0, 1]): resized to `size`, ImageNet-normalised, `slide_logits` in `precision`, logits resized back, argmax."
     dev = get_device(device)
     model = model.to(dev).eval()
     preds = []
     for im in images:
         x = torch.as_tensor(im, dtype=torch.float32)[None].to(dev)
         x = normalize_image(F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=False), 'imagenet')
-        logits = F.interpolate(slide_logits(model, x, crop, stride), size=tuple(im.shape[-2:]), mode='bilinear', align_corners=False)
+        with precision_autocast(precision, dev): logits = slide_logits(model, x, crop, stride)
+        logits = F.interpolate(logits.float(), size=tuple(im.shape[-2:]), mode='bilinear', align_corners=False)
         preds.append(logits[0].argmax(0).cpu().numpy())
     return preds
 

@@ -19,6 +19,7 @@ from ..models import get_model
 from ..models_mmseg import MMSEG_HEADS, head_channels, init_classifier
 from .oct001 import OCT_LOSSES, OCT_OPTIMIZERS, mmseg_rescale, oct_predict, oct_scores, oct_size, train_oct
 from ..io import atomic_write
+from ..train import PRECISIONS
 
 # %% auto 0
 __all__ = ['VESSEL_DATASETS', 'ABLATION_KEYS', 'OCT_PARAMS', 'OCT_PUBLISHED', 'NO_FINETUNE', 'NO_FINETUNE_PUBLISHED',
@@ -118,7 +119,7 @@ OCT_PARAMS = dict(dataset=Param(choices=('oct_synth', 'oct_dme')), head=Param(ch
                   slide_crop=Param(ge=16), slide_stride=Param(ge=1), init=Param(choices=('vessel', 'scratch')),
                   init_file=Param(file=True), vessel_dataset=Param(choices=VESSEL_DATASETS), vessel_iters=Param(ge=1),
                   vessel_scale=Param(ge=16), vessel_crop=Param(ge=0), vessel_seed=Param(), device=Param(choices=DEVICES),
-                  vessel_dir=Param(identity=False), vessel_data_root=Param(identity=False))
+                  amp=Param(choices=PRECISIONS, identity=False), vessel_dir=Param(identity=False), vessel_data_root=Param(identity=False))
 
 def oct_data(params: dict) -> DataRef:
     "The frames a study 001 run reads: `dataset` under `data_root`, grey as 3 channels, `dataset_opts` added."
@@ -144,9 +145,10 @@ def oct_ablation(run: Run, device='cpu', progress: bool = False) -> dict:
     t0 = time.perf_counter()
     if p['finetune']:
         train_oct(model, train, size, trained_iters(p), p['batch_size'], p['crop'], p['flip'], p['loss'], p['optimizer'], p['lr'],
-                  p['weight_decay'], horizon=p['poly_horizon'] * p['iter_factor'] or None, seed=p['seed'], device=device, progress=progress)
+                  p['weight_decay'], horizon=p['poly_horizon'] * p['iter_factor'] or None, seed=p['seed'], device=device, progress=progress,
+                  precision=p['amp'])
     t1 = time.perf_counter()
-    preds = oct_predict(model, valid.images, size, p['slide_crop'], p['slide_stride'], device)
+    preds = oct_predict(model, valid.images, size, p['slide_crop'], p['slide_stride'], device, p['amp'])
     info = dict(iters_trained=trained_iters(p) if p['finetune'] else 0, n_train=len(train), n_params=sum(q.numel() for q in model.parameters()), train_s=t1 - t0,
                 test_s=time.perf_counter() - t1, vessel_checkpoint=Path(start).name if start else '', vessel_s=made.get('built_s', 0.),
                 **{k: made.get(k, float('nan')) for k in ('vessel_dice', 'vessel_iou')})
