@@ -195,12 +195,12 @@ class Ladder(Callback):
 # %% ../nbs/11_pretrain.ipynb
 def pretrain_learner(dls: DataLoaders, model: Classifier, folder, n_classes: int, scheme: str = 'simple', keep=(),
                      batch_size: int = 4096, lr: float = 4e-3, weight_decay: float = 0.05, label_smoothing: float = 0.1,
-                     seed: int = 0, device='auto', progress: bool = True, scores=(), cbs=()) -> Learner:
+                     seed: int = 0, device='auto', progress: bool = True, scores=(), cbs=(), precision: str = 'auto') -> Learner:
     "The fastai Learner of study 000's pretraining of `model` on `dls`: loss, AdamW, effective batch, the ladder (`keep` epochs) in `folder`."
     cbs = [EffectiveBatch(batch_size), Ladder(folder, keep, scores), *cbs]
     if check_choice('scheme', scheme, SCHEMES) == 'advanced': cbs.append(MixCutErase(n_classes, seed, label_smoothing))
     learn = make_learner(dls, model, PretrainLoss(label_smoothing), 'adamw', lr, weight_decay, device,
-                         metrics=[accuracy], cbs=cbs, progress=progress)
+                         metrics=[accuracy], cbs=cbs, progress=progress, precision=precision)
     learn.opt_func, learn.path, learn.model_dir = ADAMW, Path(folder), '.'
     if not progress: learn.logger = lambda *args: None
     return learn
@@ -208,7 +208,8 @@ def pretrain_learner(dls: DataLoaders, model: Classifier, folder, n_classes: int
 def pretrain(train_items, valid_items, n_classes: int, folder, encoder: str = 'resnet50', scheme: str = 'simple',
              width: float = 1., epochs: int = 300, ladder=LADDER, batch_size: int = 4096, micro_batch: int = 256,
              lr: float | None = None, warmup_epochs: int = 20, img_size: int = 224, weight_decay: float = 0.05,
-             label_smoothing: float = 0.1, seed: int = 0, device='auto', workers: int = 0, progress: bool = True, cbs=()) -> dict:
+             label_smoothing: float = 0.1, seed: int = 0, device='auto', workers: int = 0, progress: bool = True, cbs=(),
+             precision: str = 'auto') -> dict:
     "Pretrain `encoder` as a classifier of `n_classes` on (path, class) items with study 000's `scheme` (`lr` 0/None: the study's); checkpoint ladder in `folder`, resuming."
     check_choice('scheme', scheme, SCHEMES)
     if folder is None: raise ValueError("pretraining needs a checkpoint folder: its product is the checkpoint ladder")
@@ -221,7 +222,7 @@ def pretrain(train_items, valid_items, n_classes: int, folder, encoder: str = 'r
     done = (saved_states(folder) or [0])[-1]
     rng = torch.load(folder/f'state_{done}.rng', weights_only=True) if done else {'scores': []}
     learn = pretrain_learner(dls, model, folder, n_classes, scheme, ladder_epochs(epochs, ladder), batch_size,
-                             lr or study_lr(encoder, scheme), weight_decay, label_smoothing, seed, dev, progress, rng['scores'], cbs)
+                             lr or study_lr(encoder, scheme), weight_decay, label_smoothing, seed, dev, progress, rng['scores'], cbs, precision)
     if done:
         learn.load(f'state_{done}', with_opt=True)
         torch.set_rng_state(rng['torch']); learn.dls.train.rng.setstate(rng['train_dl'])

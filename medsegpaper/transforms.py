@@ -208,7 +208,7 @@ def seg_dataloaders(train,                  # `SegDataset2D` to train on: shuffl
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     train_tfm = SegAugment(img_size, crop, flip, rotate, jitter, normalize, crop_max_ratio, label_resize)
     valid_tfm = SegAugment(img_size, normalize=normalize, label_resize=label_resize)
-    kw = dict(bs=batch_size, seed=seed, num_workers=num_workers)
+    kw = dict(bs=batch_size, seed=seed, num_workers=num_workers, pin_memory=get_device(device).type == 'cuda')  # pinned: copied to the GPU asynchronously
     if batch_size > len(train.images):
         warnings.warn(f"batch_size {batch_size} is more than the {len(train.images)} training images: each epoch is one batch of "
                       f"{len(train.images)} (`batches_used` records it)", stacklevel=2)

@@ -22,7 +22,7 @@ from ..experiment import DataRef, Param, Run, declare
 from ..metrics import abs_diff, binary_counts, dice, hausdorff
 from ..models import get_model
 from ..losses import get_loss
-from ..train import make_learner, fit
+from ..train import PRECISIONS, make_learner, fit, precision_autocast
 
 # %% auto 0
 __all__ = ['FBR_MODELS', 'FBR_DATASETS', 'RUN_KEYS', 'SPLEEN', 'FBR_PARAMS', 'PatchSampler', 'PatchDataset', 'cat_patches',
@@ -90,18 +90,18 @@ def patch_dataloaders(train, valid, sampler: PatchSampler, volumes_per_batch: in
     return DataLoaders(trn, DataLoader(volume_items(valid), bs=1))
 
 # %% ../../nbs/12_studies.fbr003.ipynb
-def sliding_window_logits(model, image, patch_size: int, overlap: float = 0.25, sw_batch_size: int = 4) -> torch.Tensor:
-    "`model`'s output over a whole (C,D,H,W) or (B,C,D,H,W) `image`, window `patch_size`^3."
+def sliding_window_logits(model, image, patch_size: int, overlap: float = 0.25, sw_batch_size: int = 4, precision: str = 'auto') -> torch.Tensor:
+    "`model`'s output over a whole (C,D,H,W) or (B,C,D,H,W) `image`, window `patch_size`^3, computed in `precision` (`medsegpaper.train.PRECISIONS`)."
     x = torch.as_tensor(image)
     if x.ndim == 4: x = x[None]
     dev = next(iter(model.parameters()), torch.empty(0)).device
     model.eval()
-    with torch.no_grad():
-        return sliding_window_inference(x.float().to(dev), (patch_size,) * 3, sw_batch_size, model, overlap=overlap)
+    with torch.no_grad(), precision_autocast(precision, dev):
+        return sliding_window_inference(x.float().to(dev), (patch_size,) * 3, sw_batch_size, model, overlap=overlap).float()
 
-def predict_volume(model, image, patch_size: int, overlap: float = 0.25, sw_batch_size: int = 4) -> np.ndarray:
+def predict_volume(model, image, patch_size: int, overlap: float = 0.25, sw_batch_size: int = 4, precision: str = 'auto') -> np.ndarray:
     "Argmax labels (D,H,W) int64 of a (C,D,H,W) `image` by sliding-window inference."
-    return sliding_window_logits(model, image, patch_size, overlap, sw_batch_size)[0].argmax(0).cpu().numpy()
+    return sliding_window_logits(model, image, patch_size, overlap, sw_batch_size, precision)[0].argmax(0).cpu().numpy()
 
 # %% ../../nbs/12_studies.fbr003.ipynb
 def volume_metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
@@ -155,14 +155,14 @@ def fbr_model(name: str, patch_size: int) -> torch.nn.Module:
 def train_fbr(train, valid, model: str, patch_size: int, epochs: int, device='cpu', seed: int = 0,
               lr: float = 1e-4, eta_min: float = 1e-9, valid_every: int = 5, num_samples: int = 4,
               volumes_per_batch: int = 2, pos: float = 1., neg: float = 1., image_threshold: float | None = 0.,
-              progress: bool = False):
+              progress: bool = False, precision: str = 'auto'):
     "Train network `model` on patches of `train` volumes; returns (learner, sampler, validation callback)."
     seed_everything(seed, get_device(device))
     net = fbr_model(model, patch_size)
     sampler = PatchSampler(patch_size, num_samples, pos, neg, seed, image_threshold)
     best = BestValidDice(patch_size, valid_every)
     learn = make_learner(patch_dataloaders(train, valid, sampler, volumes_per_batch, seed), net, get_loss('monai_dice'),
-                         'adam', lr, 0., device, cbs=[best], spatial_dims=3, progress=progress)
+                         'adam', lr, 0., device, cbs=[best], spatial_dims=3, progress=progress, precision=precision)
     fit(learn, epochs, lr, 'cosine', eta_min)
     return learn, sampler, best
 
@@ -189,14 +189,15 @@ def fbr_volumes(dataset: str, split: str, data_dir=None, volume_size: int = SPHE
 
 # %% ../../nbs/12_studies.fbr003.ipynb
 def context_vs_fbr(dataset='synthetic', model='unet', patch_size=16, epochs=2, lr=1e-4, volume_size=32, n_train=4,
-                   n_val=2, n_test=4, image_threshold=0., run=1, seed=0, device='cpu', data_dir=None, progress=False) -> dict:
+                   n_val=2, n_test=4, image_threshold=0., run=1, seed=0, device='cpu', data_dir=None, progress=False,
+                   precision='auto') -> dict:
     "Train and test one run: per-test-volume rows, per-training-patch rows, validation history."
     check_choice('dataset', dataset, FBR_DATASETS); check_choice('model', model, FBR_MODELS)
     check_patch_size(patch_size)
     vols = {s: fbr_volumes(dataset, s, data_dir, volume_size, n_train, n_val, n_test, seed) for s in ('train', 'valid', 'test')}
     learn, sampler, best = train_fbr(vols['train'], vols['valid'], model, patch_size, epochs, device, seed + run,
-                                     lr=lr, image_threshold=image_threshold, progress=progress)
-    test = [{'filename': v.name, **volume_metrics(predict_volume(learn.model, v.image, patch_size), v.label)}
+                                     lr=lr, image_threshold=image_threshold, progress=progress, precision=precision)
+    test = [{'filename': v.name, **volume_metrics(predict_volume(learn.model, v.image, patch_size, precision=precision), v.label)}
             for v in vols['test']]
     per_epoch = len(vols['train']) * sampler.num_samples
     patches = [{'draw': i, 'epoch': i // per_epoch, 'volume': d['volume'], 'fg_ratio': round(d['fg_ratio'], 6)}
@@ -207,7 +208,8 @@ def context_vs_fbr(dataset='synthetic', model='unet', patch_size=16, epochs=2, l
 # %% ../../nbs/12_studies.fbr003.ipynb
 FBR_PARAMS = dict(dataset=Param(choices=FBR_DATASETS), model=Param(choices=FBR_MODELS), patch_size=Param(ge=16),
                   epochs=Param(ge=1), lr=Param(gt=0), volume_size=Param(ge=16), n_train=Param(ge=1), n_val=Param(ge=1),
-                  n_test=Param(ge=1), run=Param(ge=1), device=Param(choices=DEVICES))
+                  n_test=Param(ge=1), run=Param(ge=1), device=Param(choices=DEVICES),
+                  amp=Param(choices=PRECISIONS, identity=False))
 
 def fbr_data(params: dict) -> DataRef:
     "The data a study 003 run with `params` reads: generated spheres (`synthetic3d`) or the MSD spleen task (`msd`)."
@@ -226,7 +228,8 @@ def record_context_vs_fbr(exp: Run, results, patches_results, device='cpu', prog
     "Run `context_vs_fbr` for the checked run `exp` and write its rows; returns its output, rows and run id."
     params = {k: exp.params[k] for k in RUN_KEYS}
     with exp.track(get_device(device).type) as rec:
-        out = context_vs_fbr(**params, device=device, data_dir=exp.params.get('data_dir') or None, progress=progress)
+        out = context_vs_fbr(**params, device=device, data_dir=exp.params.get('data_dir') or None, progress=progress,
+                             precision=exp.params.get('amp', 'auto'))
         rows = [rec.row(**r, best_epoch=out['best_epoch'], valid_dice=out['valid_dice']) for r in out['test']]
     ids = {'run_id': exp.run_id, **{k: params[k] for k in ('dataset', 'model', 'patch_size', 'run')}}
     ResultsTable(patches_results, key=('run_id', 'draw')).replace_run(exp.run_id, [{**ids, **p} for p in out['patches']])
