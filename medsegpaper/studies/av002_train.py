@@ -25,7 +25,7 @@ from ..experiment import DataRef, Param, Run, declare
 from ..results import ResultsTable
 from .av002_metrics import UNDEFINED_RULES, av_scores
 from ..transforms import SegDataLoader, seg_flip, seg_rotate
-from ..train import EpochCheckpoint, make_learner, resume_point, save_atomic, _restore_rng
+from ..train import PRECISIONS, EpochCheckpoint, make_learner, precision_autocast, resume_point, save_atomic, _restore_rng
 from .av002 import *
 
 # %% auto 0
@@ -171,10 +171,13 @@ def av_learner(dls: DataLoaders,           # from `av_dataloaders`
                checkpoint_dir=None,         # keep a checkpoint per epoch here (None: none)
                cbs=(),                      # more fastai callbacks
                progress: bool = False,      # show fastai's progress bar
+               precision: str = 'auto',     # 'auto', 'fp32' or 'bf16' (`medsegpaper.train.PRECISIONS` but fp16)
               ):
     "A fastai Learner on `AVGAN` whose training batches take the GAN step of `AVGANStep`."
+    if precision == 'fp16': raise ValueError("precision='fp16': study 002's GAN step updates the discriminators and branches without fastai's gradient scaler; use 'bf16'")
     model = AVGAN(activation, fusion, base)
-    learn = make_learner(dls, model, AVLoss(activation), 'adam', lr, 0., device, checkpoint_dir, cbs=[AVGANStep(lr), *cbs], progress=progress)
+    learn = make_learner(dls, model, AVLoss(activation), 'adam', lr, 0., device, checkpoint_dir, cbs=[AVGANStep(lr), *cbs], progress=progress,
+                         precision=precision)
     learn.opt_func, learn.splitter = partial(Adam, mom=0.5, sqr_mom=0.999, eps=1e-8, decouple_wd=False), lambda m: [network_groups(m)['G']]
     return learn
 
@@ -201,13 +204,15 @@ def predict_av(model: AVGAN,             # the trained networks
                size,                     # (W, H) the network sees, as in training
                normalise: str = 'fov',   # as in training
                device='cpu',             # where to predict
+               precision: str = 'auto',  # one of `PRECISIONS` (`medsegpaper.train`)
               ) -> list[tuple[np.ndarray, np.ndarray]]:
     "(probabilities (3,H,W), label (H,W)) at each image's own size, zero outside its FOV, for every image of `ds`."
     dev, out = get_device(device), []
     model.eval().to(dev)
     images = prepare_av(ds, size, normalise)[0]
     for img, fov in zip(images, ds.masks):
-        logits = F.interpolate(model(img[None].to(dev))[0].float(), size=fov.shape, mode='bicubic', align_corners=False)
+        with precision_autocast(precision, dev): logits = model(img[None].to(dev))[0].float()
+        logits = F.interpolate(logits, size=fov.shape, mode='bicubic', align_corners=False)
         probs, lbl = decode_av(probabilities(logits, model.activation)[0].cpu(), model.activation)
         f = torch.from_numpy(fov)
         out.append(((probs * f).numpy(), (lbl * f).numpy()))
@@ -225,8 +230,10 @@ class EvalEpochs(Callback):
                  normalise='fov',     # as in training
                  undefined='skip',    # `av_scores`' rule for undefined class metrics
                  device='cpu',        # where to predict
+                 precision='auto',    # as in training
                 ):
         self.test, self.size, self.first, self.normalise, self.undefined, self.device = test, size, epochs - n, normalise, undefined, device
+        self.precision = precision
         self.rows, self.preds = [], None
     def before_epoch(self): self.skipped = False
     def after_cancel_epoch(self): self.skipped = True
@@ -239,7 +246,7 @@ class EvalEpochs(Callback):
         return model
     def after_epoch(self):
         if self.epoch < self.first or (model := self._model()) is None: return
-        self.preds = predict_av(model, self.test, self.size, self.normalise, self.device)
+        self.preds = predict_av(model, self.test, self.size, self.normalise, self.device, self.precision)
         self.rows += [dict(image=name, epoch=self.epoch, **av_scores(lbl, gt, fov, probs, self.undefined))
                       for name, (probs, lbl), gt, fov in zip(self.test.names, self.preds, self.test.labels, self.test.masks)]
 
@@ -248,7 +255,7 @@ AV_PARAMS = dict(dataset=Param(choices=AV_DATASETS), activation=Param(choices=AC
                  epochs=Param(ge=1), lr=Param(gt=0), scale=Param(gt=0, le=1), base=Param(ge=2), batch_size=Param(ge=1),
                  normalise=Param(choices=NORMALISATIONS), rotation_step=Param(choices=(0, 3, 90)), patience=Param(ge=1),
                  eval_epochs=Param(ge=1), undefined=Param(choices=UNDEFINED_RULES), synth_size=Param(ge=16), seed=Param(ge=0),
-                 device=Param(choices=DEVICES))
+                 device=Param(choices=DEVICES), amp=Param(choices=PRECISIONS, identity=False))
 
 def av_data(params: dict) -> DataRef:
     "The data of a study 002 run: the synthetic fundus generator, or an AV dataset with 10 % of training held out (seed 42)."
@@ -264,8 +271,9 @@ def av_run(exp: Run, device='cpu', checkpoint_dir=None, progress: bool = False) 
     size = input_size(p['dataset'], p['scale'], native=(w, h))
     seed_everything(p['seed'], get_device(device))
     dls = av_dataloaders(train, valid, size, p['normalise'], p['rotation_step'], p['batch_size'], p['seed'], device)
-    ev = EvalEpochs(test, size, p['epochs'], min(p['eval_epochs'], p['epochs']), p['normalise'], p['undefined'], device)
-    learn = av_learner(dls, p['activation'], p['fusion'], p['lr'], p['base'], device, checkpoint_dir, [ev], progress)
+    amp = p.get('amp', 'auto')
+    ev = EvalEpochs(test, size, p['epochs'], min(p['eval_epochs'], p['epochs']), p['normalise'], p['undefined'], device, amp)
+    learn = av_learner(dls, p['activation'], p['fusion'], p['lr'], p['base'], device, checkpoint_dir, [ev], progress, amp)
     fit_av(learn, p['epochs'], p['patience'], resume=checkpoint_dir is not None)
     return dict(rows=ev.rows, learn=learn, preds=ev.preds, test=test, size=size)
 
