@@ -298,9 +298,10 @@ def train_segae(model: SegAE,               # the quality model to train
                 folder=None,                # where the best weights are saved (`segae_best.pth`); None: a temporary folder
                 device='cpu',
                 progress: bool = False,     # show fastai's progress bars
+                precision: str = 'auto',    # one of `PRECISIONS` (`medsegpaper.train`)
                ):
     "Train `model` as the study; returns the `Learner` holding the best-validation-Pearson weights."
-    learn = make_learner(dls, model, QualityLoss(), 'adam', lr, weight_decay, device, metrics=[PearsonR()], progress=progress,
+    learn = make_learner(dls, model, QualityLoss(), 'adam', lr, weight_decay, device, metrics=[PearsonR()], progress=progress, precision=precision,
                          cbs=[SaveModelCallback(monitor='pearson_r', comp=np.greater, fname='segae_best')])
     learn.path = Path(folder or tempfile.mkdtemp())
     fit(learn, epochs, lr, schedule='cosine')

@@ -25,7 +25,7 @@ from ..losses import get_loss
 from ..models import get_model
 from ..results import ResultsTable
 from ..transforms import seg_dataloaders
-from ..train import make_learner, fit
+from ..train import PRECISIONS, make_learner, fit
 from fastai.learner import load_model
 from filelock import FileLock
 from .segae004 import *
@@ -265,7 +265,8 @@ SEGAE_PARAMS = dict(dataset=Param(choices=SEGAE_DATASETS), size=Param(ge=16), n_
                     seg_dropout=Param(ge=0, lt=1), width=Param(gt=0, le=1), img_size=Param(ge=32), weights=Param(file=True),
                     text_table=Param(file=True), names_csv=Param(file=True), epochs=Param(ge=1), batch_size=Param(ge=2),
                     lr=Param(gt=0), weight_decay=Param(ge=0), min_overlap=Param(ge=1), mc_passes=Param(ge=2),
-                    degrade_steps=Param(ge=1), device=Param(choices=DEVICES), work_dir=Param(identity=False))
+                    degrade_steps=Param(ge=1), device=Param(choices=DEVICES), work_dir=Param(identity=False),
+                    amp=Param(choices=PRECISIONS, identity=False))
 
 def segae_data(params: dict) -> DataRef:
     "The data a SegAE run reads: the embedded brain at `size` or the study's layout (`segae`) under `data_dir`."
@@ -316,7 +317,7 @@ def run_segae(p: dict, run_dir, progress: bool = False) -> dict:
     dls = quality_dataloaders(QualityItems(items['train'], emb.table(ids), p['img_size'], train=True),
                               QualityItems(items['valid'], emb.table(ids), p['img_size']), p['batch_size'], p['seed'], p['device'])
     model = SegAE(emb.dim, p['backbone'], p['width'], weights=p['weights'] or None)
-    learn = train_segae(model, dls, p['epochs'], p['lr'], p['weight_decay'], run_dir, p['device'], progress)
+    learn = train_segae(model, dls, p['epochs'], p['lr'], p['weight_decay'], run_dir, p['device'], progress, p.get('amp', 'auto'))
     trained_on = tuple(sorted({emb.names.get(i, str(i)) for i in {i.class_id for i in items['train']}}))
     est = QualityEstimator(learn.model, emb, win, p['img_size'], p['device'], trained_on)
     est.save(run_dir/'segae.pth')
