@@ -109,3 +109,18 @@ def test_fingerprint_opens_a_bounded_sample_of_a_large_dataset(tmp_path, monkeyp
     assert fp['files'] == 1000 and len(opened) == experiment.SAMPLED_FILES
     f.write_bytes(bytes([7]) * f.stat().st_size)  # the last file is always sampled
     assert data_fingerprint(DataRef('imagenet', str(tmp_path), dim='items'))['hash'] != fp['hash']
+
+
+PARAMETER_NOTEBOOKS = sorted(p.name for p in (REPO/'nbs').glob('*.ipynb')
+                             if any('parameters' in c.get('metadata', {}).get('tags', []) for c in json.loads(p.read_text())['cells']))
+
+
+@pytest.mark.parametrize('name', PARAMETER_NOTEBOOKS)
+def test_papermill_parses_every_parameters_line(name, caplog):
+    "papermill reads each line of a parameters cell (an '=' in a comment defeats it): else every run logs 'Unable to parse line' and 'Passed unknown parameter'."
+    from papermill.translators import PythonTranslator
+    cell = next(c for c in json.loads((REPO/'nbs'/name).read_text())['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
+    src = ''.join(cell['source'])
+    with caplog.at_level('WARNING'): found = PythonTranslator.inspect({'source': src})
+    assert not [r.message for r in caplog.records if 'Unable to parse' in r.message]
+    assert len(found) == sum(1 for line in src.splitlines() if line[:1].isidentifier()), [p.name for p in found]
