@@ -12,7 +12,7 @@ from .io import atomic_write
 # %% auto 0
 __all__ = ['FINISHED', 'THREAD_VARIABLES', 'LOCALHOST', 'ipc_kernel_manager', 'cells_started', 'environ', 'kernel_threads',
            'run_kernel', 'execute_run', 'visible_gpus', 'worker_environments', 'local_cluster', 'slurm_cluster',
-           'tls_security', 'sweep_client']
+           'tls_security', 'notebook_stack_plugin', 'prepared', 'sweep_client']
 
 # %% ../nbs/13a_sweep_cluster.ipynb
 FINISHED = 'finished.json'
@@ -143,6 +143,21 @@ def tls_security(tls: dict | None):
     return Security(tls_ca_file=tls['ca_file'], tls_client_cert=tls['cert'], tls_client_key=tls['key'], require_encryption=True)
 
 # %% ../nbs/13a_sweep_cluster.ipynb
+def notebook_stack_plugin():
+    "A Dask worker plugin importing papermill's stack on each worker as it joins, before its first task."
+    from distributed.diagnostics.plugin import WorkerPlugin
+    class NotebookStack(WorkerPlugin):
+        name = 'medsegpaper-notebook-stack'
+        def setup(self, worker):  # jsonschema's URI grammar (lark, through ast) built beside a task's imports raised CPython 3.11's "AST constructor recursion depth mismatch"
+            import nbformat, papermill, jupyter_client  # noqa: F401
+    return NotebookStack()
+
+@contextmanager
+def prepared(client):
+    "`client` with `notebook_stack_plugin` registered on its workers, present and future."
+    client.register_plugin(notebook_stack_plugin())
+    yield client
+
 @contextmanager
 def sweep_client(workers: int | None = None, scheduler: str | None = None, cluster: str | None = None, config: dict | None = None,
                  shared_dir=None):
@@ -151,15 +166,16 @@ def sweep_client(workers: int | None = None, scheduler: str | None = None, clust
     config = dict(config or {})
     if cluster not in (None, 'local', 'slurm'): raise ValueError(f"Unknown cluster {cluster!r}; valid choices: local, slurm")
     if scheduler:
-        with Client(scheduler, security=tls_security(config.get('tls'))) as client: yield client, max(1, sum(client.nthreads().values())), config.get('threads')
+        with Client(scheduler, security=tls_security(config.get('tls'))) as c, prepared(c) as client:
+            yield client, max(1, sum(client.nthreads().values())), config.get('threads')
     elif cluster == 'slurm':
         if not shutil.which('sbatch'): raise OSError("--cluster slurm submits jobs with SLURM's sbatch, which is not on this machine's PATH")
         slurm = dict(config.get('slurm') or {})
-        with slurm_cluster(slurm, shared_dir) as c, Client(c, security=c.security) as client:
+        with slurm_cluster(slurm, shared_dir) as c, Client(c, security=c.security) as cl, prepared(cl) as client:
             jobs = int(slurm.get('jobs', 1))
             c.scale(jobs=jobs)
             yield client, jobs * c._dummy_job.worker_processes, config.get('threads')
     else:
         n = len(worker_environments(workers or config.get('workers')))
-        with local_cluster(n, host=config.get('host', LOCALHOST)) as c, Client(c) as client:
+        with local_cluster(n, host=config.get('host', LOCALHOST)) as c, Client(c) as cl, prepared(cl) as client:
             yield client, n, config.get('threads') or max(1, len(os.sched_getaffinity(0)) // n)
