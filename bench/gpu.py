@@ -48,7 +48,7 @@ class GPUSampler(threading.Thread):
     def __init__(self, interval_ms: int = 200):
         super().__init__(daemon=True)
         self.samples, self.proc = [], subprocess.Popen(
-            ['nvidia-smi', '--id=0', '--query-gpu=utilization.gpu,memory.used', '--format=csv,noheader,nounits', f'-lms={interval_ms}'],
+            ['nvidia-smi', '--id=0', '--query-gpu=utilization.gpu,memory.used', '--format=csv,noheader,nounits', f'--loop-ms={interval_ms}'],
             stdout=subprocess.PIPE, text=True)
     def run(self):
         for line in self.proc.stdout:
