@@ -117,8 +117,7 @@ def main(argv=None) -> int:
         print('bench/gpu.py: no CUDA device here (torch.cuda.is_available() is False); run it on a GPU machine, or --dry-run'); return 2
     if not shutil.which('nvidia-smi'):
         print('bench/gpu.py: nvidia-smi is not on PATH; the GPU busy share and memory are sampled with it'); return 2
-    from medsegpaper.results import ResultsTable
-    from medsegpaper.results import run_id
+    from medsegpaper.results import ResultsTable, run_id
     prov, table = provenance(), ResultsTable(a.out)
     try:
         for r in runs:
